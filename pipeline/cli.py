@@ -1,0 +1,208 @@
+"""Command line: arguments -> Config -> run; messages and exit codes. Nothing else.
+
+Exit codes: 0 every row has a final status; 1 unexpected error; 2 bad usage or
+input (nothing sent); 3 stopped early, resumable; 4 the API key was rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from pipeline import job
+from pipeline.config import load_config
+from pipeline.errors import EXIT_INPUT, EXIT_RESUMABLE, EXIT_UNEXPECTED, EnrichError, StoppedEarly
+from pipeline.progress import LiveBar, LogLines
+from pipeline.simulator import Simulator, SimulatorSettings
+from pipeline.summary import Summary, render
+
+log = logging.getLogger("b2b_enrich")
+
+RUN_EPILOG = """\
+examples:
+  export LEADMAGIC_API_KEY=...            # the key is read from here only
+  b2b-enrich run crm.csv -o crm.enriched.csv
+  b2b-enrich run contacts.parquet -o out.parquet --rate 5 --max-credits 5000
+  b2b-enrich run data/sample/contacts.csv -o /tmp/out.csv --simulate
+
+Run the same command again to resume an interrupted job: lookups already in
+the checkpoint are never requested (nor paid for) twice.
+
+exit codes: 0 complete, 2 bad input (nothing sent), 3 stopped early (resumable),
+            4 API key rejected, 1 unexpected error
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line, as every other bad input does."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_INPUT, f"b2b-enrich: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="b2b-enrich", description="Enrich a contact file with B2B profiles.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add_run(commands)
+    add_simulator(commands)
+    return parser
+
+
+def add_run(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="enrich a CSV or Parquet file",
+        description="Look up every unique email of INPUT and write OUTPUT with profile_url, "
+        "credits_consumed, lookup_status and lookup_message joined onto every row.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("input", type=Path, help="contacts file (.csv or .parquet)")
+    run.add_argument("-o", "--output", type=Path, required=True, help="output file (.csv or .parquet)")
+    api = run.add_argument_group("API")
+    api.add_argument("--base-url", help="API root (default https://api.leadmagic.io; env LEADMAGIC_BASE_URL)")
+    api.add_argument("--endpoint", help="profile path (default /v1/people/b2b-profile)")
+    api.add_argument("--rate", type=float, help="max requests per second (default 5 = 300/min)")
+    api.add_argument("--concurrency", type=int, help="max requests in flight (default 16)")
+    api.add_argument("--timeout", type=float, help="seconds per request (default 30)")
+    api.add_argument("--max-retries", type=int, help="retries per lookup for 5xx/network errors (default 5)")
+    api.add_argument("--simulate", action="store_true", default=None, help="use the built-in simulator; no key needed")
+    spend = run.add_argument_group("spend")
+    spend.add_argument("--max-credits", type=int, help="never charge more than this in one run")
+    spend.add_argument(
+        "--require-balance", action="store_true", default=None,
+        help="exit 3 before any lookup if the balance cannot cover the worst case",
+    )
+    cache = run.add_argument_group("checkpoint and cache")
+    cache.add_argument("--checkpoint", type=Path, help="SQLite checkpoint (default OUTPUT.checkpoint.sqlite)")
+    cache.add_argument("--max-age-found", type=float, help="days a found profile is reused (default 90)")
+    cache.add_argument("--max-age-miss", type=float, help="days a miss is reused (default 30)")
+    cache.add_argument("--refresh", action="store_true", default=None, help="ignore stored results")
+    cache.add_argument("--retry-failed", action="store_true", default=None, help="retry lookups the API rejected (400)")
+    columns = run.add_argument_group("columns")
+    columns.add_argument("--work-email-column", help="work email column (default: detected)")
+    columns.add_argument("--personal-email-column", help="personal email column (default: detected, or none)")
+    columns.add_argument("--prefix", help="prefix for the added columns, e.g. lm_")
+    out = run.add_argument_group("output")
+    out.add_argument("--summary-json", type=Path, help="also write the cost summary as JSON")
+    out.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress display")
+    out.add_argument("--config", type=Path, help="TOML settings file (see configs/default.toml)")
+
+
+def add_simulator(commands: Any) -> None:
+    sim = commands.add_parser(
+        "simulator",
+        help="run a LeadMagic-compatible API simulator",
+        description="Serve a LeadMagic-compatible b2b-profile API on loopback for demos and tests.",
+    )
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    sim.add_argument("--rate", type=float, help="requests per second before 429 (default: unlimited)")
+    sim.add_argument("--found-ratio", type=float, default=0.5)
+    sim.add_argument("--latency-ms", type=float, default=0.0)
+    sim.add_argument("--balance", type=float, default=1_000_000.0, help="credits in the account")
+    sim.add_argument("--api-key", help="the only accepted key (default: any)")
+    sim.add_argument("--error-rate", type=float, default=0.0, help="fraction of 500 answers")
+    sim.add_argument("--html-error-rate", type=float, default=0.0, help="fraction of HTML 502 pages")
+    sim.add_argument("--drop-rate", type=float, default=0.0, help="fraction of dropped connections")
+    sim.add_argument("--hang-rate", type=float, default=0.0, help="fraction of requests never answered")
+    sim.add_argument("--throttle-rate", type=float, default=0.0, help="fraction of spurious 429s")
+    sim.add_argument("--not-found-status", type=int, choices=(200, 404), default=200)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        if args.command == "simulator":
+            return serve_simulator(args)
+        return command_run(args)
+    except EnrichError as error:
+        return report(error)
+    except KeyboardInterrupt:
+        print("b2b-enrich: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_RESUMABLE
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, exit 1
+        print(f"b2b-enrich: unexpected error: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_UNEXPECTED
+
+
+def command_run(args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    config, _ = load_config(flags, config_file=args.config)
+    stderr = Console(stderr=True)
+    show = config.progress if config.progress is not None else stderr.is_terminal
+    display = (LiveBar(stderr) if stderr.is_terminal else LogLines()) if show else None
+    try:
+        summary = job.run(config, display)
+    except StoppedEarly as stopped:
+        if display:
+            display.close()
+        if isinstance(stopped.summary, Summary):
+            finish(stopped.summary, config.summary_json)
+        raise
+    if display:
+        display.close()
+    finish(summary, config.summary_json)
+    if summary.status != "complete":
+        print(
+            f"b2b-enrich: {summary.pending} rows pending, some lookups failed after their "
+            "retries; run the same command again to retry them",
+            file=sys.stderr,
+        )
+        return EXIT_RESUMABLE
+    return 0
+
+
+def finish(summary: Summary, summary_json: Path | None) -> None:
+    render(summary, Console())
+    if summary_json is not None:
+        summary.save_json(summary_json)
+
+
+def report(error: EnrichError) -> int:
+    print(f"b2b-enrich: error: {error}", file=sys.stderr)
+    return error.exit_code
+
+
+def serve_simulator(args: argparse.Namespace) -> int:
+    settings = SimulatorSettings(
+        api_key=args.api_key,
+        rate=args.rate,
+        found_ratio=args.found_ratio,
+        latency_ms=args.latency_ms,
+        balance=args.balance,
+        error_rate=args.error_rate,
+        html_error_rate=args.html_error_rate,
+        drop_rate=args.drop_rate,
+        hang_rate=args.hang_rate,
+        throttle_rate=args.throttle_rate,
+        not_found_status=args.not_found_status,
+    )
+
+    async def serve() -> None:
+        runner, url = await Simulator(settings).serve(args.host, args.port)
+        print(f"simulator listening on {url}  (stats: {url}/_simulator/stats)", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="b2b-enrich: %(message)s", stream=sys.stderr, force=True
+    )
+    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)

@@ -1,0 +1,300 @@
+"""One enrichment job: reader -> checkpoint plan -> pool -> writer -> Summary.
+
+`run` is the one entry point behind both the CLI and the Python API. It
+raises the project's exceptions (errors.py) and never prints or exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import aiohttp
+
+from pipeline.checkpoint import Checkpoint, Freshness
+from pipeline.client import fetch_balance
+from pipeline.config import API_KEY_ENV, Config
+from pipeline.errors import (
+    AuthError,
+    BudgetReached,
+    InputError,
+    Interrupted,
+    OutOfCredits,
+    StoppedEarly,
+)
+from pipeline.pool import CREDITS_PER_FOUND, Pool, PoolSettings, PoolStats
+from pipeline.reader import Source, input_format, iter_batches, open_source
+from pipeline.simulator import Simulator, SimulatorSettings
+from pipeline.summary import Summary
+from pipeline.writer import OUTPUT_COLUMNS, batch_lookup_keys, write_output
+
+log = logging.getLogger("b2b_enrich")
+
+RESUME_HINT = "run the same command again to resume"
+
+
+@dataclass(frozen=True)
+class Api:
+    """Where requests go, with which key, and the identity the checkpoint records."""
+
+    url: str
+    base_url: str
+    api_key: str
+    identity: str
+
+
+def run(config: Config, progress: Callable[[PoolStats], object] | None = None) -> Summary:
+    """Enrich config.input into config.output; see `run_async`."""
+    return asyncio.run(run_async(config, progress))
+
+
+async def run_async(
+    config: Config, progress: Callable[[PoolStats], object] | None = None
+) -> Summary:
+    """Enrich one file. Returns the Summary; raises InputError, AuthError or StoppedEarly."""
+    started = time.monotonic()
+    source = check_job(config)
+    async with api_for(config) as api:
+        checkpoint = Checkpoint(config.checkpoint_path, api.identity, job_id(config))
+        try:
+            return await enrich_with(config, source, api, checkpoint, started, progress)
+        finally:
+            checkpoint.close()
+
+
+async def enrich_with(
+    config: Config,
+    source: Source,
+    api: Api,
+    checkpoint: Checkpoint,
+    started: float,
+    progress: Callable[[PoolStats], object] | None,
+) -> Summary:
+    assert config.input is not None and config.output is not None
+    checkpoint.start_job(str(config.input.resolve()), str(config.output.resolve()))
+    register_keys(source, checkpoint, config.batch_rows)
+    freshness = Freshness(
+        config.max_age_found, config.max_age_miss, config.refresh, config.retry_failed
+    )
+    cache_hits = checkpoint.plan(freshness)
+    pending = checkpoint.count_keys(todo=True)
+    pool = Pool(pool_settings(config, api), checkpoint.record)
+    if pending:
+        await preflight(config, api, pending)
+        with stop_on_signals(pool):
+            reporter = asyncio.create_task(report_progress(pool.stats, progress))
+            try:
+                await pool.run(checkpoint.iter_pending(), pending)
+            finally:
+                reporter.cancel()
+    stats = pool.stats
+    checkpoint.record_run(stats.api_calls, stats.credits)
+    if stats.stop_reason == "auth":
+        raise AuthError(
+            f"the API rejected the key in {API_KEY_ENV} ({stats.stop_message}); "
+            "check the key and run again"
+        )
+    counts = write_output(
+        source, config.output, output_format(config), checkpoint, config.batch_rows, config.prefix
+    )
+    found = counts.statuses["found"]
+    summary = Summary(
+        rows=counts.rows,
+        rows_with_email=counts.rows - counts.statuses["no_email"],
+        invalid_emails=counts.statuses["invalid_email"],
+        no_email=counts.statuses["no_email"],
+        unique_lookups=checkpoint.count_keys(),
+        api_calls=stats.api_calls,
+        retries=stats.retries,
+        throttled=stats.throttled,
+        found=found,
+        not_found=counts.statuses["not_found"],
+        failed=counts.statuses["failed"],
+        pending=counts.statuses["pending"],
+        credits_consumed=counts.credits,
+        credits_this_run=stats.credits,
+        credits_saved=max(0, found * CREDITS_PER_FOUND - counts.credits),
+        cache_hits=cache_hits,
+        balance_after=stats.balance,
+        failures_by_cause=dict(stats.failures),
+        elapsed_s=round(time.monotonic() - started, 3),
+        status="incomplete" if counts.statuses["pending"] or counts.retryable_failed else "complete",
+        stop_reason=stats.stop_reason,
+        output=str(config.output),
+        checkpoint=str(config.checkpoint_path),
+    )
+    stop = stop_error(stats)
+    if stop is not None:
+        stop.summary = summary
+        raise stop
+    return summary
+
+
+def stop_error(stats: PoolStats) -> StoppedEarly | None:
+    """The exception for a pool that stopped with work left, if it did."""
+    reasons: dict[str | None, type[StoppedEarly]] = {
+        "no_credits": OutOfCredits,
+        "budget": BudgetReached,
+        "interrupted": Interrupted,
+    }
+    kind = reasons.get(stats.stop_reason)
+    if kind is None:
+        return None
+    what = stats.stop_message or {"interrupted": "interrupted"}.get(stats.stop_reason, "")
+    return kind(f"stopped: {what}; {RESUME_HINT}")
+
+
+def check_job(config: Config) -> Source:
+    """Every check that can fail before a request is sent."""
+    if config.input is None or config.output is None:
+        raise InputError("an input file and an output path (-o) are required")
+    source = open_source(config.input, config.work_email_column, config.personal_email_column)
+    output = config.output
+    output_format(config)
+    if output.exists() and output.resolve() == config.input.resolve():
+        raise InputError(f"{output}: the output path is the input file; choose another -o")
+    if not output.parent.is_dir():
+        raise InputError(f"{output}: the output folder {output.parent} does not exist")
+    if output.is_dir():
+        raise InputError(f"{output}: is a directory; -o needs a file path")
+    taken = [config.prefix + c for c in OUTPUT_COLUMNS if config.prefix + c in source.columns]
+    if taken:
+        raise InputError(
+            f"{config.input}: already has column(s) {taken}; "
+            "add a prefix to the new columns with --prefix (e.g. --prefix lm_)"
+        )
+    if not config.simulate and not config.api_key:
+        raise InputError(
+            f"no API key: set it with `export {API_KEY_ENV}=...` "
+            "(or use --simulate to try the built-in simulator)"
+        )
+    return source
+
+
+def output_format(config: Config) -> str:
+    assert config.output is not None
+    return input_format(config.output)
+
+
+def job_id(config: Config) -> str:
+    """Same input file (path, size, mtime) and output path: same job, so it resumes."""
+    assert config.input is not None and config.output is not None
+    status = config.input.stat()
+    identity = "|".join(
+        [
+            str(config.input.resolve()),
+            str(config.output.resolve()),
+            str(status.st_size),
+            str(status.st_mtime_ns),
+        ]
+    )
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def register_keys(source: Source, checkpoint: Checkpoint, batch_rows: int) -> None:
+    """Read the whole input once; record each unique lookup key and its first row."""
+    offset = 0
+    for batch in iter_batches(source, batch_rows):
+        keys = batch_lookup_keys(batch, source).with_row_index("row", offset=offset)
+        firsts = keys.drop_nulls("lookup_key").unique("lookup_key", keep="first", maintain_order=True)
+        checkpoint.add_keys(firsts["lookup_key"].to_list(), firsts["row"].to_list())
+        offset += batch.num_rows
+    checkpoint.db.commit()
+
+
+def pool_settings(config: Config, api: Api) -> PoolSettings:
+    return PoolSettings(
+        url=api.url,
+        api_key=api.api_key,
+        rate=config.rate,
+        concurrency=config.concurrency,
+        timeout_s=config.timeout,
+        max_retries=config.max_retries,
+        max_credits=config.max_credits,
+        backoff_s=config.backoff,
+    )
+
+
+@asynccontextmanager
+async def api_for(config: Config) -> AsyncIterator[Api]:
+    """The real API, or (--simulate) a simulator started on a free loopback port."""
+    if not config.simulate:
+        assert config.api_key is not None
+        yield Api(config.api_url, config.base_url, config.api_key, config.api_url)
+        return
+    key = "sim_" + secrets.token_hex(8)
+    simulator = Simulator(SimulatorSettings(api_key=key, rate=config.rate))
+    runner, base_url = await simulator.serve()
+    try:
+        url = base_url + "/" + config.endpoint.lstrip("/")
+        yield Api(url, base_url, key, "simulator:" + config.endpoint)
+    finally:
+        await runner.cleanup()
+
+
+async def preflight(config: Config, api: Api, pending: int) -> None:
+    """One free balance check before spending: warn, or stop with --require-balance."""
+    worst_case = pending * CREDITS_PER_FOUND
+    if config.max_credits is not None:
+        worst_case = min(worst_case, config.max_credits)
+    async with aiohttp.ClientSession() as session:
+        try:
+            balance = await fetch_balance(session, api.base_url, api.api_key, config.timeout)
+        except PermissionError as error:
+            raise AuthError(f"the API rejected the key in {API_KEY_ENV} ({error})") from None
+    if balance is None:
+        log.info("could not read the account balance; continuing")
+        return
+    if balance < worst_case:
+        message = (
+            f"the account balance ({balance:g} credits) is below this run's worst case "
+            f"({worst_case} credits for {pending} lookups)"
+        )
+        if config.require_balance:
+            raise OutOfCredits(f"{message}; nothing was sent (--require-balance)")
+        log.warning("%s; the run stops cleanly if credits run out", message)
+
+
+async def report_progress(
+    stats: PoolStats, progress: Callable[[PoolStats], object] | None
+) -> None:
+    if progress is None:
+        return
+    while True:
+        progress(stats)
+        await asyncio.sleep(0.25)
+
+
+@contextmanager
+def stop_on_signals(pool: Pool) -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish what is in flight, then stop. Second: stop now."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if pool.stopping:
+            pool.abort()
+        else:
+            log.warning("stopping: finishing the requests in flight (Ctrl-C again to stop now)")
+            pool.stop("interrupted", "interrupted")
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread (e.g. enrich() from a worker thread)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
