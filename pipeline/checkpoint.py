@@ -122,7 +122,6 @@ class Checkpoint:
                     ],
                 )
 
-
     # -- this job's work list -------------------------------------------------
 
     def start_job(self, input_path: str, output_path: str) -> None:
@@ -138,7 +137,7 @@ class Checkpoint:
         """Register a batch's unique keys; the first registration of a key keeps its row."""
         self.db.executemany(
             "INSERT OR IGNORE INTO job_keys (lookup_key, first_row) VALUES (?, ?)",
-            zip(keys, first_rows),
+            zip(keys, first_rows, strict=True),
         )
 
     def plan(self, freshness: Freshness, now: float | None = None) -> int:

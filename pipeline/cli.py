@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -64,34 +65,67 @@ def add_run(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("input", type=Path, help="contacts file (.csv or .parquet)")
-    run.add_argument("-o", "--output", type=Path, required=True, help="output file (.csv or .parquet)")
+    run.add_argument(
+        "-o", "--output", type=Path, required=True, help="output file (.csv or .parquet)"
+    )
     api = run.add_argument_group("API")
-    api.add_argument("--base-url", help="API root (default https://api.leadmagic.io; env LEADMAGIC_BASE_URL)")
+    api.add_argument(
+        "--base-url", help="API root (default https://api.leadmagic.io; env LEADMAGIC_BASE_URL)"
+    )
     api.add_argument("--endpoint", help="profile path (default /v1/people/b2b-profile)")
     api.add_argument("--rate", type=float, help="max requests per second (default 5 = 300/min)")
     api.add_argument("--concurrency", type=int, help="max requests in flight (default 16)")
     api.add_argument("--timeout", type=float, help="seconds per request (default 30)")
-    api.add_argument("--max-retries", type=int, help="retries per lookup for 5xx/network errors (default 5)")
-    api.add_argument("--simulate", action="store_true", default=None, help="use the built-in simulator; no key needed")
+    api.add_argument(
+        "--max-retries", type=int, help="retries per lookup for 5xx/network errors (default 5)"
+    )
+    api.add_argument(
+        "--backoff", type=float, help="first retry delay in seconds, doubling (default 1)"
+    )
+    api.add_argument(
+        "--simulate",
+        action="store_true",
+        default=None,
+        help="use the built-in simulator; no key needed",
+    )
     spend = run.add_argument_group("spend")
     spend.add_argument("--max-credits", type=int, help="never charge more than this in one run")
     spend.add_argument(
-        "--require-balance", action="store_true", default=None,
+        "--require-balance",
+        action="store_true",
+        default=None,
         help="exit 3 before any lookup if the balance cannot cover the worst case",
     )
     cache = run.add_argument_group("checkpoint and cache")
-    cache.add_argument("--checkpoint", type=Path, help="SQLite checkpoint (default OUTPUT.checkpoint.sqlite)")
-    cache.add_argument("--max-age-found", type=float, help="days a found profile is reused (default 90)")
+    cache.add_argument(
+        "--checkpoint", type=Path, help="SQLite checkpoint (default OUTPUT.checkpoint.sqlite)"
+    )
+    cache.add_argument(
+        "--max-age-found", type=float, help="days a found profile is reused (default 90)"
+    )
     cache.add_argument("--max-age-miss", type=float, help="days a miss is reused (default 30)")
     cache.add_argument("--refresh", action="store_true", default=None, help="ignore stored results")
-    cache.add_argument("--retry-failed", action="store_true", default=None, help="retry lookups the API rejected (400)")
+    cache.add_argument(
+        "--retry-failed",
+        action="store_true",
+        default=None,
+        help="retry lookups the API rejected (400)",
+    )
     columns = run.add_argument_group("columns")
     columns.add_argument("--work-email-column", help="work email column (default: detected)")
-    columns.add_argument("--personal-email-column", help="personal email column (default: detected, or none)")
+    columns.add_argument(
+        "--personal-email-column", help="personal email column (default: detected, or none)"
+    )
     columns.add_argument("--prefix", help="prefix for the added columns, e.g. lm_")
     out = run.add_argument_group("output")
     out.add_argument("--summary-json", type=Path, help="also write the cost summary as JSON")
-    out.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress display")
+    out.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=None,
+        help="no progress display",
+    )
     out.add_argument("--config", type=Path, help="TOML settings file (see configs/default.toml)")
 
 
@@ -103,21 +137,30 @@ def add_simulator(commands: Any) -> None:
     )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    sim.add_argument("--rate", type=float, help="requests per second before 429 (default: unlimited)")
+    sim.add_argument(
+        "--rate", type=float, help="requests per second before 429 (default: unlimited)"
+    )
     sim.add_argument("--found-ratio", type=float, default=0.5)
     sim.add_argument("--latency-ms", type=float, default=0.0)
     sim.add_argument("--balance", type=float, default=1_000_000.0, help="credits in the account")
     sim.add_argument("--api-key", help="the only accepted key (default: any)")
     sim.add_argument("--error-rate", type=float, default=0.0, help="fraction of 500 answers")
-    sim.add_argument("--html-error-rate", type=float, default=0.0, help="fraction of HTML 502 pages")
+    sim.add_argument(
+        "--html-error-rate", type=float, default=0.0, help="fraction of HTML 502 pages"
+    )
     sim.add_argument("--drop-rate", type=float, default=0.0, help="fraction of dropped connections")
-    sim.add_argument("--hang-rate", type=float, default=0.0, help="fraction of requests never answered")
+    sim.add_argument(
+        "--hang-rate", type=float, default=0.0, help="fraction of requests never answered"
+    )
     sim.add_argument("--throttle-rate", type=float, default=0.0, help="fraction of spurious 429s")
     sim.add_argument("--not-found-status", type=int, choices=(200, 404), default=200)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already reported
+        return int(exit_.code or 0)
     configure_logging()
     try:
         if args.command == "simulator":
@@ -128,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("b2b-enrich: interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_RESUMABLE
-    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, exit 1
+    except Exception as error:
         print(f"b2b-enrich: unexpected error: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_UNEXPECTED
 
@@ -194,10 +237,8 @@ def serve_simulator(args: argparse.Namespace) -> int:
         finally:
             await runner.cleanup()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -7,7 +7,6 @@ turns network failures into retryable outcomes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -186,7 +185,7 @@ async def request_profile(
         ) as response:
             body = await response.read()
             return classify(response.status, dict(response.headers), body)
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         return Outcome("retry", f"no answer within {timeout_s:g} s (timeout)")
     except aiohttp.ClientError as error:
         return Outcome("retry", f"connection failed: {describe(error)}")
@@ -210,7 +209,7 @@ async def fetch_balance(
             if response.status != 200 or not isinstance(document, dict):
                 return None
             return as_float(document.get("credits"))
-    except (asyncio.TimeoutError, TimeoutError, aiohttp.ClientError):
+    except (TimeoutError, aiohttp.ClientError):
         return None
 
 

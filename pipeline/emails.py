@@ -28,10 +28,7 @@ KEY_SEPARATOR = "\t"  # whitespace never occurs in a valid address
 def normalise(cell: pl.Expr) -> pl.Expr:
     """Trimmed, lower-cased first valid address of each cell; null if none."""
     cleaned = (
-        cell.cast(pl.String)
-        .str.replace_all(_INVISIBLE, " ")
-        .str.strip_chars()
-        .str.to_lowercase()
+        cell.cast(pl.String).str.replace_all(_INVISIBLE, " ").str.strip_chars().str.to_lowercase()
     )
     tokens = cleaned.str.replace_all(_SEPARATORS, " ").str.strip_chars().str.split(" ")
     candidate = pl.element().str.strip_chars(_WRAPPING).str.strip_prefix("mailto:")
@@ -99,9 +96,9 @@ def normalised_values(cells: pl.Series | None, rows: int) -> pl.Series:
         return pl.Series("email", [None] * rows, dtype=pl.String)
     cells = cells.cast(pl.String).rename("cell")
     distinct = cells.unique().to_frame().with_columns(email=normalise(pl.col("cell")))
-    return cells.to_frame().join(distinct, on="cell", how="left", maintain_order="left", nulls_equal=True)[
-        "email"
-    ]
+    return cells.to_frame().join(
+        distinct, on="cell", how="left", maintain_order="left", nulls_equal=True
+    )["email"]
 
 
 def blank_values(cells: pl.Series | None, rows: int) -> pl.Series:

@@ -1,13 +1,13 @@
 """The exceptions b2b-enrich raises, and the exit code each one maps to.
 
-    EnrichError                 base class; exit 1
-    ├── InputError              bad usage, file, column or setting; nothing was sent; exit 2
-    │   └── CheckpointError     the checkpoint is not ours, too new, or from another API; exit 2
-    ├── AuthError               the API rejected the key; exit 4
-    └── StoppedEarly            the job stopped with work left; resumable; exit 3
-        ├── OutOfCredits        the account has no credits left (HTTP 402)
-        ├── BudgetReached       --max-credits would be exceeded by one more lookup
-        └── Interrupted         SIGINT / SIGTERM
+EnrichError                 base class; exit 1
+├── InputError              bad usage, file, column or setting; nothing was sent; exit 2
+│   └── CheckpointError     the checkpoint is not ours, too new, or from another API; exit 2
+├── AuthError               the API rejected the key; exit 4
+└── StoppedEarly            the job stopped with work left; resumable; exit 3
+    ├── OutOfCredits        the account has no credits left (HTTP 402)
+    ├── BudgetReached       --max-credits would be exceeded by one more lookup
+    └── Interrupted         SIGINT / SIGTERM
 """
 
 from __future__ import annotations

@@ -12,11 +12,9 @@ import logging
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 
@@ -127,7 +125,9 @@ async def enrich_with(
         balance_after=stats.balance,
         failures_by_cause=dict(stats.failures),
         elapsed_s=round(time.monotonic() - started, 3),
-        status="incomplete" if counts.statuses["pending"] or counts.retryable_failed else "complete",
+        status="incomplete"
+        if counts.statuses["pending"] or counts.retryable_failed
+        else "complete",
         stop_reason=stats.stop_reason,
         output=str(config.output),
         checkpoint=str(config.checkpoint_path),
@@ -205,7 +205,9 @@ def register_keys(source: Source, checkpoint: Checkpoint, batch_rows: int) -> No
     offset = 0
     for batch in iter_batches(source, batch_rows):
         keys = batch_lookup_keys(batch, source).with_row_index("row", offset=offset)
-        firsts = keys.drop_nulls("lookup_key").unique("lookup_key", keep="first", maintain_order=True)
+        firsts = keys.drop_nulls("lookup_key").unique(
+            "lookup_key", keep="first", maintain_order=True
+        )
         checkpoint.add_keys(firsts["lookup_key"].to_list(), firsts["row"].to_list())
         offset += batch.num_rows
     checkpoint.db.commit()
@@ -264,9 +266,7 @@ async def preflight(config: Config, api: Api, pending: int) -> None:
         log.warning("%s; the run stops cleanly if credits run out", message)
 
 
-async def report_progress(
-    stats: PoolStats, progress: Callable[[PoolStats], object] | None
-) -> None:
+async def report_progress(stats: PoolStats, progress: Callable[[PoolStats], object] | None) -> None:
     if progress is None:
         return
     while True:

@@ -28,12 +28,12 @@ class RateLimiter:
     """Pure limiter state driven by an injectable clock, so it is tested without sleeping."""
 
     __slots__ = (
-        "max_rate",
-        "rate",
-        "next_slot",
-        "recent",
-        "cooldown_until",
         "clock",
+        "cooldown_until",
+        "max_rate",
+        "next_slot",
+        "rate",
+        "recent",
         "throttles",
     )
 

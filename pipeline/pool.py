@@ -63,7 +63,7 @@ class PoolStats:
 class Budget:
     """--max-credits: every lookup in progress reserves the price of a found profile."""
 
-    __slots__ = ("limit", "spent", "reserved")
+    __slots__ = ("limit", "reserved", "spent")
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
@@ -169,7 +169,9 @@ class Pool:
         await self.held.acquire()
         while not self.stopping and not self.budget.can_reserve():
             if self.budget.reserved == 0:
-                self.stop("budget", f"spent {self.budget.spent} of --max-credits {self.budget.limit}")
+                self.stop(
+                    "budget", f"spent {self.budget.spent} of --max-credits {self.budget.limit}"
+                )
                 break
             self.budget_changed.clear()
             await self.budget_changed.wait()
@@ -223,7 +225,9 @@ class Pool:
                     return 0
                 self.stats.retries += 1
                 settings = self.settings
-                await asyncio.sleep(backoff_delay(failures, settings.backoff_s, settings.backoff_max_s))
+                await asyncio.sleep(
+                    backoff_delay(failures, settings.backoff_s, settings.backoff_max_s)
+                )
         return 0
 
     async def send(self, work_email: str | None, personal_email: str | None) -> Outcome | None:

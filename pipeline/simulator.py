@@ -58,6 +58,7 @@ class SimulatorStats:
     not_found: int = 0
     credits_charged: int = 0
     charges: Counter[str] = field(default_factory=Counter)  # lookup -> times charged
+    answered: Counter[str] = field(default_factory=Counter)  # lookup -> times answered
     arrivals: list[float] = field(default_factory=list)
 
     def max_in_any_second(self) -> int:
@@ -78,6 +79,21 @@ def profile_for(email: str, found_ratio: float) -> str | None:
     slug = email.split("@")[0].replace(".", "-").replace("+", "-")
     # The real API returns both shapes; keep clients honest about it.
     return slug if digest[1] % 2 else f"linkedin.com/in/{slug}"
+
+
+def pick_fault(roll: float, s: SimulatorSettings) -> str | None:
+    """Which fault (if any) a uniform 0..1 `roll` lands on, by the fault rates."""
+    for rate, kind in (
+        (s.error_rate, "error"),
+        (s.html_error_rate, "html"),
+        (s.drop_rate, "drop"),
+        (s.hang_rate, "hang"),
+        (s.throttle_rate, "throttle"),
+    ):
+        if roll < rate:
+            return kind
+        roll -= rate
+    return None
 
 
 def problem(status: int, code: str, title: str, detail: str, **context: Any) -> web.Response:
@@ -179,18 +195,8 @@ class Simulator:
 
     async def fault(self, request: web.Request, now: float) -> web.StreamResponse | None:
         s = self.settings
-        roll = self.random.random()
-        for rate, kind in (
-            (s.error_rate, "error"),
-            (s.html_error_rate, "html"),
-            (s.drop_rate, "drop"),
-            (s.hang_rate, "hang"),
-            (s.throttle_rate, "throttle"),
-        ):
-            if roll < rate:
-                break
-            roll -= rate
-        else:
+        kind = pick_fault(self.random.random(), s)
+        if kind is None:
             return None
         self.stats.faults += 1
         if kind == "error":
@@ -212,7 +218,11 @@ class Simulator:
             body = await request.json()
         except ValueError:
             body = None
-        emails = [body.get(k) for k in ("work_email", "personal_email")] if isinstance(body, dict) else []
+        emails = (
+            [body.get(k) for k in ("work_email", "personal_email")]
+            if isinstance(body, dict)
+            else []
+        )
         emails = [e for e in emails if isinstance(e, str) and e]
         if not emails or not all("@" in e for e in emails):
             return problem(
@@ -232,6 +242,7 @@ class Simulator:
                 needed=CREDITS_PER_FOUND - self.balance,
             )
         key = "\t".join(emails)
+        self.stats.answered[key] += 1
         profile_url = profile_for(emails[0], self.settings.found_ratio)
         headers = self.rate_headers(now)
         if profile_url is None:
@@ -239,12 +250,19 @@ class Simulator:
             headers["X-Credits-Cost"] = "0"
             if self.settings.not_found_status == 404:
                 response = problem(
-                    404, "profile_not_found", "Profile not found", "No profile found for this email."
+                    404,
+                    "profile_not_found",
+                    "Profile not found",
+                    "No profile found for this email.",
                 )
                 response.headers.update(headers)
                 return response
             return web.json_response(
-                {"profile_url": None, "credits_consumed": 0, "message": "No profile found for this email."},
+                {
+                    "profile_url": None,
+                    "credits_consumed": 0,
+                    "message": "No profile found for this email.",
+                },
                 headers=headers,
             )
         self.balance -= CREDITS_PER_FOUND
@@ -282,7 +300,9 @@ class Simulator:
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
         """Start listening; return the runner (to clean up) and the base URL."""
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await runner.setup()
         sock = bound_socket(host, port)
         site = web.SockSite(runner, sock)

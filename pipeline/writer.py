@@ -170,7 +170,11 @@ class ParquetSink:
 
     def write_empty(self, source: Source, prefix: str) -> None:
         schema = pq.read_schema(source.path) if source.format == "parquet" else None
-        fields = list(schema) if schema is not None else [pa.field(n, pa.string()) for n in source.columns]
+        fields = (
+            list(schema)
+            if schema is not None
+            else [pa.field(n, pa.string()) for n in source.columns]
+        )
         fields += [
             pa.field(prefix + "profile_url", pa.large_string()),
             pa.field(prefix + "credits_consumed", pa.int64()),

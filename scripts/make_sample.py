@@ -13,16 +13,81 @@ from pathlib import Path
 
 import polars as pl
 
-FIRST = ["Alex", "Maria", "Jürgen", "Siobhán", "Li", "Priya", "Zoë", "Omar", "Chloé", "Kenji",
-         "Ana", "Björn", "Fatima", "Noah", "Olivia", "Mateo", "Sofia", "Liam", "Emma", "Yusuf"]
-LAST = ["Rivera", "García", "Müller", "O'Brien", "Wang", "Patel", "Dubois", "Haddad", "Núñez",
-        "Tanaka", "Silva", "Lindqvist", "Khan", "Smith", "Jones", "Rossi", "Nowak", "Kim"]
-COMPANIES = ["Acme, Inc.", "Globex", "Initech", 'Umbrella "Bio"', "Hooli", "Stark Industries",
-             "Wayne Enterprises", "Société Générale", "Müller & Söhne GmbH", "Tyrell Corp"]
-DOMAINS = ["acme.com", "globex.io", "initech.net", "umbrella.bio", "hooli.com", "stark.com",
-           "wayne.co", "socgen.fr", "mueller-soehne.de", "tyrell.ai"]
-TITLES = ["VP Sales", "Head of RevOps", "Data Engineer", "CTO", "Account Executive, EMEA",
-          "Marketing Ops \"Lead\"", "Directeur commercial"]
+FIRST = [
+    "Alex",
+    "Maria",
+    "Jürgen",
+    "Siobhán",
+    "Li",
+    "Priya",
+    "Zoë",
+    "Omar",
+    "Chloé",
+    "Kenji",
+    "Ana",
+    "Björn",
+    "Fatima",
+    "Noah",
+    "Olivia",
+    "Mateo",
+    "Sofia",
+    "Liam",
+    "Emma",
+    "Yusuf",
+]
+LAST = [
+    "Rivera",
+    "García",
+    "Müller",
+    "O'Brien",
+    "Wang",
+    "Patel",
+    "Dubois",
+    "Haddad",
+    "Núñez",
+    "Tanaka",
+    "Silva",
+    "Lindqvist",
+    "Khan",
+    "Smith",
+    "Jones",
+    "Rossi",
+    "Nowak",
+    "Kim",
+]
+COMPANIES = [
+    "Acme, Inc.",
+    "Globex",
+    "Initech",
+    'Umbrella "Bio"',
+    "Hooli",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Société Générale",
+    "Müller & Söhne GmbH",
+    "Tyrell Corp",
+]
+DOMAINS = [
+    "acme.com",
+    "globex.io",
+    "initech.net",
+    "umbrella.bio",
+    "hooli.com",
+    "stark.com",
+    "wayne.co",
+    "socgen.fr",
+    "mueller-soehne.de",
+    "tyrell.ai",
+]
+TITLES = [
+    "VP Sales",
+    "Head of RevOps",
+    "Data Engineer",
+    "CTO",
+    "Account Executive, EMEA",
+    'Marketing Ops "Lead"',
+    "Directeur commercial",
+]
 JUNK = ["n/a", "foo@", "none", "-", "test@test", "@acme.com", "john.doe(at)acme.com"]
 
 
@@ -46,24 +111,31 @@ def build(rows: int = 200, seed: int = 7) -> pl.DataFrame:
             work = rng.choice(JUNK)
         if rng.random() < 0.55:
             personal = ""
-        notes = rng.choice([
-            "", "Met at SaaStr, follow up in Q3", 'Said "call me back, maybe"',
-            "Multi-line note:\nline two, with a comma", "Prefers e-mail; très occupé",
-            "🚀 key account",
-        ])
-        records.append({
-            "Record ID": 1000 + index,
-            "First Name": first,
-            "Last Name": last,
-            "Email": work,
-            "Personal Email": personal,
-            "Company Name": COMPANIES[company],
-            "Job Title": rng.choice(TITLES),
-            "Phone Number": f"+1 (555) {rng.randrange(100, 999)}-{rng.randrange(1000, 9999)}",
-            "City": rng.choice(["São Paulo", "München", "New York, NY", "Zürich", "Tokyo", ""]),
-            "Create Date": dt.date(2026, 1, 1) + dt.timedelta(days=index),
-            "Notes": notes,
-        })
+        notes = rng.choice(
+            [
+                "",
+                "Met at SaaStr, follow up in Q3",
+                'Said "call me back, maybe"',
+                "Multi-line note:\nline two, with a comma",
+                "Prefers e-mail; très occupé",
+                "🚀 key account",
+            ]
+        )
+        records.append(
+            {
+                "Record ID": 1000 + index,
+                "First Name": first,
+                "Last Name": last,
+                "Email": work,
+                "Personal Email": personal,
+                "Company Name": COMPANIES[company],
+                "Job Title": rng.choice(TITLES),
+                "Phone Number": f"+1 (555) {rng.randrange(100, 999)}-{rng.randrange(1000, 9999)}",
+                "City": rng.choice(["São Paulo", "München", "New York, NY", "Zürich", "Tokyo", ""]),
+                "Create Date": dt.date(2026, 1, 1) + dt.timedelta(days=index),
+                "Notes": notes,
+            }
+        )
     # Re-exports of the same people: same address, other case and spacing.
     for index in range(0, 40, 3):
         twin = dict(records[index])
