@@ -51,7 +51,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_run_at  REAL NOT NULL,
     runs         INTEGER NOT NULL DEFAULT 0,
     api_calls    INTEGER NOT NULL DEFAULT 0,
-    credits      INTEGER NOT NULL DEFAULT 0
+    credits      INTEGER NOT NULL DEFAULT 0,
+    lookups      INTEGER NOT NULL DEFAULT 0,   -- unique lookups, as of the last run
+    pending      INTEGER NOT NULL DEFAULT 0,   -- still to request after the last run
+    status       TEXT NOT NULL DEFAULT 'incomplete'
 );
 """
 
@@ -226,11 +229,22 @@ class Checkpoint:
             )
 
     def record_run(self, api_calls: int, credits: int) -> None:
+        """Add one run's requests and credits to the job's totals, with what is left."""
+        pending = self.count_keys(todo=True)
         with self.db:
             self.db.execute(
                 "UPDATE jobs SET runs = runs + 1, api_calls = api_calls + ?,"
-                " credits = credits + ?, last_run_at = ? WHERE job_id = ?",
-                (api_calls, credits, time.time(), self.job_id),
+                " credits = credits + ?, last_run_at = ?, lookups = ?, pending = ?,"
+                " status = ? WHERE job_id = ?",
+                (
+                    api_calls,
+                    credits,
+                    time.time(),
+                    self.count_keys(),
+                    pending,
+                    "incomplete" if pending else "complete",
+                    self.job_id,
+                ),
             )
 
     def results_for(self, keys: list[str]) -> pl.DataFrame:
@@ -281,7 +295,9 @@ def read_meta(db: sqlite3.Connection, path: Path) -> dict[str, str]:
     try:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as error:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({error}); left untouched") from None
+        raise CheckpointError(
+            f"{path}: not a readable b2b-enrich checkpoint ({error}); left untouched"
+        ) from None
     if not tables:
         return {}
     if "meta" not in tables:
@@ -310,3 +326,51 @@ def check_meta(meta: dict[str, str], path: Path, api_url: str) -> None:
             f"{path}: this checkpoint holds results from {meta.get('api_url')}, "
             f"not {api_url}; use another --checkpoint for this API"
         )
+
+
+def describe(path: Path) -> dict[str, object]:
+    """What a checkpoint holds, for `b2b-enrich status`; opens it read-only."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    connect(path).close()  # refuses files that are not SQLite
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        meta = read_meta(db, path)
+        if not meta:
+            raise CheckpointError(f"{path}: is an empty database, not a b2b-enrich checkpoint")
+        counts = dict(db.execute("SELECT status, count(*) FROM lookups GROUP BY status").fetchall())
+        credits = db.execute("SELECT coalesce(sum(credits), 0) FROM lookups").fetchone()[0]
+        jobs = [
+            dict(zip(JOB_FIELDS, row, strict=True))
+            for row in db.execute(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs ORDER BY first_run_at")
+        ]
+    finally:
+        db.close()
+    return {
+        "checkpoint": str(path),
+        "api": meta.get("api_url"),
+        "schema_version": int(meta.get("schema_version", "0")),
+        "lookups": sum(counts.values()),
+        "found": counts.get("found", 0),
+        "not_found": counts.get("not_found", 0),
+        "failed": counts.get("failed", 0),
+        "rejected": counts.get("rejected", 0),
+        "pending": sum(int(job["pending"]) for job in jobs),
+        "credits_recorded": credits,
+        "jobs": jobs,
+    }
+
+
+JOB_FIELDS = (
+    "job_id",
+    "input_path",
+    "output_path",
+    "first_run_at",
+    "last_run_at",
+    "runs",
+    "api_calls",
+    "credits",
+    "lookups",
+    "pending",
+    "status",
+)

@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from pipeline import job
+from pipeline.checkpoint import describe
 from pipeline.config import load_config
 from pipeline.errors import EXIT_INPUT, EXIT_RESUMABLE, EXIT_UNEXPECTED, EnrichError, StoppedEarly
 from pipeline.progress import LiveBar, LogLines
@@ -51,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="b2b-enrich", description="Enrich a contact file with B2B profiles.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_run(commands)
+    add_estimate(commands)
+    add_status(commands)
     add_simulator(commands)
     return parser
 
@@ -129,6 +135,39 @@ def add_run(commands: Any) -> None:
     out.add_argument("--config", type=Path, help="TOML settings file (see configs/default.toml)")
 
 
+def add_estimate(commands: Any) -> None:
+    estimate = commands.add_parser(
+        "estimate",
+        help="what a run would cost, without any lookup",
+        description="Read INPUT and report rows, valid emails, unique lookups, how many the "
+        "checkpoint already knows, the worst-case credits and the expected duration. With "
+        "LEADMAGIC_API_KEY set, also the account balance (GET /v1/credits is free).",
+    )
+    estimate.add_argument("input", type=Path)
+    estimate.add_argument(
+        "-o", "--output", type=Path, help="the run's output (finds its checkpoint)"
+    )
+    estimate.add_argument("--checkpoint", type=Path, help="checkpoint to count known lookups in")
+    estimate.add_argument("--rate", type=float, help="requests per second (default 5)")
+    estimate.add_argument("--base-url", help="API root (default https://api.leadmagic.io)")
+    estimate.add_argument("--work-email-column")
+    estimate.add_argument("--personal-email-column")
+    estimate.add_argument("--simulate", action="store_true", default=None)
+    estimate.add_argument("--json", action="store_true", help="print JSON")
+    estimate.add_argument("--config", type=Path)
+
+
+def add_status(commands: Any) -> None:
+    status = commands.add_parser(
+        "status",
+        help="what a checkpoint holds",
+        description="Lookups known (found / miss), pending, failed, credits recorded, and the "
+        "jobs that filled the checkpoint, with their times.",
+    )
+    status.add_argument("checkpoint", type=Path)
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+
 def add_simulator(commands: Any) -> None:
     sim = commands.add_parser(
         "simulator",
@@ -165,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "simulator":
             return serve_simulator(args)
+        if args.command == "status":
+            return command_status(args)
+        if args.command == "estimate":
+            return command_estimate(args)
         return command_run(args)
     except EnrichError as error:
         return report(error)
@@ -201,6 +244,56 @@ def command_run(args: argparse.Namespace) -> int:
         )
         return EXIT_RESUMABLE
     return 0
+
+
+def command_estimate(args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "json")}
+    config, _ = load_config(flags, config_file=args.config)
+    facts = asyncio.run(job.estimate_async(config))
+    print_facts(facts, "b2b-enrich estimate", args.json)
+    return 0
+
+
+def command_status(args: argparse.Namespace) -> int:
+    facts = describe(args.checkpoint)
+    if args.json:
+        print(json.dumps(facts, indent=2))
+        return 0
+    jobs = facts.pop("jobs")
+    print_facts(facts, "b2b-enrich checkpoint", False)
+    table = Table(title="jobs", title_justify="left")
+    for name in ("input", "output", "first run", "last run", "runs", "calls", "credits", "pending"):
+        table.add_column(name)
+    for entry in jobs:  # type: ignore[union-attr]
+        table.add_row(
+            entry["input_path"],
+            entry["output_path"],
+            when(entry["first_run_at"]),
+            when(entry["last_run_at"]),
+            str(entry["runs"]),
+            str(entry["api_calls"]),
+            str(entry["credits"]),
+            str(entry["pending"]),
+        )
+    Console().print(table)
+    return 0
+
+
+def print_facts(facts: dict[str, object], title: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(facts, indent=2))
+        return
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    for name, value in facts.items():
+        table.add_row(name.replace("_", " "), "-" if value is None else str(value))
+    Console().print(table)
+
+
+def when(timestamp: object) -> str:
+    moment = dt.datetime.fromtimestamp(float(timestamp), tz=dt.UTC)  # type: ignore[arg-type]
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def finish(summary: Summary, summary_json: Path | None) -> None:

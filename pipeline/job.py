@@ -7,14 +7,17 @@ raises the project's exceptions (errors.py) and never prints or exits.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import secrets
 import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -38,6 +41,10 @@ from pipeline.writer import OUTPUT_COLUMNS, batch_lookup_keys, write_output
 log = logging.getLogger("b2b_enrich")
 
 RESUME_HINT = "run the same command again to resume"
+NO_KEY_MESSAGE = (
+    f"no API key: set it with `export {API_KEY_ENV}=...` "
+    "(or use --simulate to try the built-in simulator)"
+)
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,7 @@ async def enrich_with(
     assert config.input is not None and config.output is not None
     checkpoint.start_job(str(config.input.resolve()), str(config.output.resolve()))
     register_keys(source, checkpoint, config.batch_rows)
-    freshness = Freshness(
-        config.max_age_found, config.max_age_miss, config.refresh, config.retry_failed
-    )
-    cache_hits = checkpoint.plan(freshness)
+    cache_hits = checkpoint.plan(freshness_of(config))
     pending = checkpoint.count_keys(todo=True)
     pool = Pool(pool_settings(config, api), checkpoint.record)
     if pending:
@@ -173,10 +177,7 @@ def check_job(config: Config) -> Source:
             "add a prefix to the new columns with --prefix (e.g. --prefix lm_)"
         )
     if not config.simulate and not config.api_key:
-        raise InputError(
-            f"no API key: set it with `export {API_KEY_ENV}=...` "
-            "(or use --simulate to try the built-in simulator)"
-        )
+        raise InputError(NO_KEY_MESSAGE)
     return source
 
 
@@ -200,8 +201,12 @@ def job_id(config: Config) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
-def register_keys(source: Source, checkpoint: Checkpoint, batch_rows: int) -> None:
-    """Read the whole input once; record each unique lookup key and its first row."""
+def register_keys(source: Source, checkpoint: Checkpoint, batch_rows: int) -> Counter[str]:
+    """Read the whole input once; record each unique lookup key and its first row.
+
+    Returns the number of rows per email state (lookup, invalid_email, no_email).
+    """
+    states: Counter[str] = Counter()
     offset = 0
     for batch in iter_batches(source, batch_rows):
         keys = batch_lookup_keys(batch, source).with_row_index("row", offset=offset)
@@ -209,8 +214,50 @@ def register_keys(source: Source, checkpoint: Checkpoint, batch_rows: int) -> No
             "lookup_key", keep="first", maintain_order=True
         )
         checkpoint.add_keys(firsts["lookup_key"].to_list(), firsts["row"].to_list())
+        for state, number in keys["email_state"].value_counts().iter_rows():
+            states[state] += number
         offset += batch.num_rows
     checkpoint.db.commit()
+    return states
+
+
+async def estimate_async(config: Config) -> dict[str, object]:
+    """What a run would do and cost, without a single lookup (`b2b-enrich estimate`)."""
+    config = dataclasses.replace(config, output=config.output or Path("estimate.csv"))
+    source = check_job(dataclasses.replace(config, simulate=True))
+    path = config.checkpoint_path if config.checkpoint_path.exists() else Path(":memory:")
+    async with api_for(config, require_key=False) as api:
+        checkpoint = Checkpoint(path, api.identity, "estimate")
+        try:
+            states = register_keys(source, checkpoint, config.batch_rows)
+            known = checkpoint.plan(freshness_of(config))
+            unique = checkpoint.count_keys()
+        finally:
+            checkpoint.close()
+        balance = None
+        if api.api_key:
+            balance = await balance_of(config, api)
+    to_lookup = unique - known
+    worst_case = to_lookup * CREDITS_PER_FOUND
+    rows = sum(states.values())
+    return {
+        "rows": rows,
+        "rows_with_email": rows - states["no_email"],
+        "valid_email_rows": states["lookup"],
+        "invalid_emails": states["invalid_email"],
+        "unique_lookups": unique,
+        "known_in_checkpoint": known,
+        "to_look_up": to_lookup,
+        "worst_case_credits": worst_case,
+        "expected_duration_s": round(to_lookup / config.rate, 1),
+        "rate": config.rate,
+        "balance": balance,
+        "balance_covers_worst_case": None if balance is None else balance >= worst_case,
+    }
+
+
+def freshness_of(config: Config) -> Freshness:
+    return Freshness(config.max_age_found, config.max_age_miss, config.refresh, config.retry_failed)
 
 
 def pool_settings(config: Config, api: Api) -> PoolSettings:
@@ -227,11 +274,13 @@ def pool_settings(config: Config, api: Api) -> PoolSettings:
 
 
 @asynccontextmanager
-async def api_for(config: Config) -> AsyncIterator[Api]:
+async def api_for(config: Config, require_key: bool = True) -> AsyncIterator[Api]:
     """The real API, or (--simulate) a simulator started on a free loopback port."""
     if not config.simulate:
-        assert config.api_key is not None
-        yield Api(config.api_url, config.base_url, config.api_key, config.api_url)
+        if require_key and not config.api_key:
+            raise InputError(NO_KEY_MESSAGE)
+        key = config.api_key or ""
+        yield Api(config.api_url, config.base_url, key, config.api_url)
         return
     key = "sim_" + secrets.token_hex(8)
     simulator = Simulator(SimulatorSettings(api_key=key, rate=config.rate))
@@ -243,16 +292,21 @@ async def api_for(config: Config) -> AsyncIterator[Api]:
         await runner.cleanup()
 
 
+async def balance_of(config: Config, api: Api) -> float | None:
+    """The account's balance (GET /v1/credits, free); None if it cannot be read."""
+    async with aiohttp.ClientSession() as session:
+        try:
+            return await fetch_balance(session, api.base_url, api.api_key, config.timeout)
+        except PermissionError as error:
+            raise AuthError(f"the API rejected the key in {API_KEY_ENV} ({error})") from None
+
+
 async def preflight(config: Config, api: Api, pending: int) -> None:
     """One free balance check before spending: warn, or stop with --require-balance."""
     worst_case = pending * CREDITS_PER_FOUND
     if config.max_credits is not None:
         worst_case = min(worst_case, config.max_credits)
-    async with aiohttp.ClientSession() as session:
-        try:
-            balance = await fetch_balance(session, api.base_url, api.api_key, config.timeout)
-        except PermissionError as error:
-            raise AuthError(f"the API rejected the key in {API_KEY_ENV} ({error})") from None
+    balance = await balance_of(config, api)
     if balance is None:
         log.info("could not read the account balance; continuing")
         return

@@ -42,6 +42,7 @@ class SimulatorSettings:
     hang_rate: float = 0.0  # no answer for hang_s seconds
     throttle_rate: float = 0.0  # spurious 429 below the rate
     not_found_status: int = 200  # 200 (null profile_url) or 404 for a miss
+    rejected_suffix: str = ".invalid"  # emails ending so get 400 validation_error (RFC 2606)
     hang_s: float = 120.0
     seed: int = 0
 
@@ -224,7 +225,8 @@ class Simulator:
             else []
         )
         emails = [e for e in emails if isinstance(e, str) and e]
-        if not emails or not all("@" in e for e in emails):
+        suffix = self.settings.rejected_suffix
+        if not emails or any("@" not in e or (suffix and e.endswith(suffix)) for e in emails):
             return problem(
                 400,
                 "validation_error",
