@@ -55,6 +55,7 @@ class SimulatorStats:
     over_limit: int = 0  # 429s because the per-second rate was exceeded
     spurious_throttles: int = 0
     faults: int = 0
+    no_credits: int = 0  # 402 answers
     found: int = 0
     not_found: int = 0
     credits_charged: int = 0
@@ -234,6 +235,7 @@ class Simulator:
                 "Provide a valid work_email or personal_email.",
             )
         if self.balance < CREDITS_PER_FOUND:
+            self.stats.no_credits += 1
             return problem(
                 402,
                 "insufficient_credits",
@@ -334,6 +336,10 @@ def running(settings: SimulatorSettings | None = None) -> Iterator[tuple[Simulat
         started.set()
         loop.run_forever()
         loop.run_until_complete(ready["runner"].cleanup())
+        hanging = asyncio.all_tasks(loop)  # handlers still sleeping in a "hang" fault
+        for task in hanging:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*hanging, return_exceptions=True))
         loop.close()
 
     thread = threading.Thread(target=serve_forever, name="leadmagic-simulator", daemon=True)
