@@ -42,7 +42,7 @@ def test_a_failure_never_overwrites_a_stored_answer(tmp_path: Path) -> None:
 
 def test_another_api_is_refused(tmp_path: Path) -> None:
     Checkpoint(tmp_path / "c.sqlite", API, "job").close()
-    with pytest.raises(CheckpointError, match="holds results from https://api.leadmagic.io"):
+    with pytest.raises(CheckpointError, match=r"holds results from https://api\.leadmagic\.io"):
         Checkpoint(tmp_path / "c.sqlite", "simulator:/v1/people/b2b-profile", "job")
 
 

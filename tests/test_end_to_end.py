@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from conftest import (
     API_KEY,
     SAMPLE_CSV,
@@ -15,7 +16,6 @@ from conftest import (
     read_csv,
     run_cli,
 )
-
 from pipeline.simulator import Simulator
 
 pytestmark = pytest.mark.usefixtures("api_env")
