@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from pipeline import job
 from pipeline.checkpoint import describe
-from pipeline.config import load_config
+from pipeline.config import API_KEY_ENV, load_config, masked
 from pipeline.errors import EXIT_INPUT, EXIT_RESUMABLE, EXIT_UNEXPECTED, EnrichError, StoppedEarly
 from pipeline.progress import LiveBar, LogLines
 from pipeline.simulator import Simulator, SimulatorSettings
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run(commands)
     add_estimate(commands)
     add_status(commands)
+    add_config(commands)
     add_simulator(commands)
     return parser
 
@@ -133,6 +135,7 @@ def add_run(commands: Any) -> None:
         help="no progress display",
     )
     out.add_argument("--config", type=Path, help="TOML settings file (see configs/default.toml)")
+    out.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines")
 
 
 def add_estimate(commands: Any) -> None:
@@ -168,6 +171,19 @@ def add_status(commands: Any) -> None:
     status.add_argument("--json", action="store_true", help="print JSON")
 
 
+def add_config(commands: Any) -> None:
+    config = commands.add_parser(
+        "config",
+        help="show the effective settings",
+        description="Print every setting's effective value and where it came from: flag, "
+        "environment (B2B_ENRICH_<NAME>, LEADMAGIC_BASE_URL), config file, or default. "
+        "The API key is shown masked.",
+    )
+    config.add_argument("--show", action="store_true", required=True)
+    config.add_argument("--config", type=Path, help="TOML settings file")
+    config.add_argument("--json", action="store_true", help="print JSON")
+
+
 def add_simulator(commands: Any) -> None:
     sim = commands.add_parser(
         "simulator",
@@ -200,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error already reported
         return int(exit_.code or 0)
-    configure_logging()
+    configure_logging(getattr(args, "log_format", None) or "text")
     try:
         if args.command == "simulator":
             return serve_simulator(args)
@@ -208,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_status(args)
         if args.command == "estimate":
             return command_estimate(args)
+        if args.command == "config":
+            return command_config(args)
         return command_run(args)
     except EnrichError as error:
         return report(error)
@@ -220,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "log_format")}
     config, _ = load_config(flags, config_file=args.config)
     stderr = Console(stderr=True)
     show = config.progress if config.progress is not None else stderr.is_terminal
@@ -279,6 +297,22 @@ def command_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_config(args: argparse.Namespace) -> int:
+    config, sources = load_config({}, config_file=args.config)
+    values = masked(config)
+    sources["api_key"] = "environment" if config.api_key else "not set"
+    if args.json:
+        print(json.dumps({k: {"value": v, "source": sources[k]} for k, v in values.items()}))
+        return 0
+    table = Table(title="b2b-enrich settings", title_justify="left")
+    for name in ("setting", "value", "from"):
+        table.add_column(name)
+    for name, value in values.items():
+        table.add_row(name, "-" if value is None else str(value), sources[name])
+    Console().print(table)
+    return 0
+
+
 def print_facts(facts: dict[str, object], title: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps(facts, indent=2))
@@ -303,7 +337,7 @@ def finish(summary: Summary, summary_json: Path | None) -> None:
 
 
 def report(error: EnrichError) -> int:
-    print(f"b2b-enrich: error: {error}", file=sys.stderr)
+    log.error("error: %s", error, extra={"event": "error"})
     return error.exit_code
 
 
@@ -335,8 +369,41 @@ def serve_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="b2b-enrich: %(message)s", stream=sys.stderr, force=True
-    )
+class JsonLines(logging.Formatter):
+    """One JSON object per line, for schedulers: time, level, event, counts."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": dt.datetime.fromtimestamp(record.created, tz=dt.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", "message"),
+            "message": record.getMessage(),
+        }
+        counts = getattr(record, "counts", None)
+        if counts:
+            entry["counts"] = counts
+        return json.dumps(entry)
+
+
+class HideKey(logging.Filter):
+    """Defence in depth: no log line ever carries the API key."""
+
+    def __init__(self, key: str | None) -> None:
+        super().__init__()
+        self.key = key
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.key and self.key in record.getMessage():
+            record.msg, record.args = record.getMessage().replace(self.key, "****"), None
+        return True
+
+
+def configure_logging(log_format: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("b2b-enrich: %(message)s"))
+    handler.addFilter(HideKey(os.environ.get(API_KEY_ENV)))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)

@@ -7,6 +7,7 @@ turns network failures into retryable outcomes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -204,13 +205,20 @@ async def fetch_balance(
             body = await response.read()
             if response.status in (401, 403):
                 outcome = classify(response.status, dict(response.headers), body)
-                raise PermissionError(outcome.message)
+                raise PermissionError(without_key(outcome, api_key).message)
             document = parse_json(body)
             if response.status != 200 or not isinstance(document, dict):
                 return None
             return as_float(document.get("credits"))
     except (TimeoutError, aiohttp.ClientError):
         return None
+
+
+def without_key(outcome: Outcome, api_key: str) -> Outcome:
+    """The outcome with the key masked, should the API echo it back in an error."""
+    if api_key and api_key in outcome.message:
+        return dataclasses.replace(outcome, message=outcome.message.replace(api_key, "****"))
+    return outcome
 
 
 def describe(error: BaseException) -> str:

@@ -66,7 +66,21 @@ class LogLines:
         now = time.monotonic()
         if now - self.last >= LOG_EVERY_S:
             self.last = now
-            log.info("lookups %d/%d %s", stats.done, stats.total, describe(stats, self.meter))
+            counts = {
+                "done": stats.done,
+                "total": stats.total,
+                "api_calls": stats.api_calls,
+                "credits": stats.credits,
+                "retries": stats.retries,
+                "throttled": stats.throttled,
+            }
+            log.info(
+                "lookups %d/%d %s",
+                stats.done,
+                stats.total,
+                describe(stats, self.meter),
+                extra={"event": "progress", "counts": counts},
+            )
 
     def close(self) -> None:
         pass

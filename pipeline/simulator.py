@@ -42,6 +42,7 @@ class SimulatorSettings:
     hang_rate: float = 0.0  # no answer for hang_s seconds
     throttle_rate: float = 0.0  # spurious 429 below the rate
     not_found_status: int = 200  # 200 (null profile_url) or 404 for a miss
+    echo_key: bool = False  # repeat a rejected key in the 401 detail, as careless APIs do
     rejected_suffix: str = ".invalid"  # emails ending so get 400 validation_error (RFC 2606)
     hang_s: float = 120.0
     seed: int = 0
@@ -140,7 +141,12 @@ class Simulator:
         if not key:
             return problem(401, "missing_authentication", "Missing API key", "Send X-API-Key.")
         if self.settings.api_key is not None and key != self.settings.api_key:
-            return problem(401, "invalid_api_key", "Invalid API key", "The API key is not valid.")
+            detail = (
+                f"The API key {key!r} is not valid."
+                if self.settings.echo_key
+                else ("The API key is not valid.")
+            )
+            return problem(401, "invalid_api_key", "Invalid API key", detail)
         return None
 
     def rate_headers(self, now: float) -> dict[str, str]:
