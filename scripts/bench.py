@@ -1,0 +1,185 @@
+"""Benchmarks of b2b-enrich against the simulator; prints figures and their targets.
+
+    .venv/bin/python scripts/bench.py [--rows 2000000] [--unique 2000]
+
+1. rows/s and peak RSS enriching a large CSV whose emails repeat (target >= 300k rows/s,
+   peak RSS < 512 MB);
+2. rate accuracy: N lookups at --rate R with 50 ms latency (target: all sent within
+   N/R x 1.03 + 1 s; never more than R in any one-second window);
+3. overhead: requests/s of the pool (with checkpoint writes) against a bare aiohttp loop on
+   the same zero-latency simulator (target >= 0.8x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import polars as pl
+
+from pipeline.checkpoint import Checkpoint
+from pipeline.emails import lookup_key
+from pipeline.pool import Pool, PoolSettings
+from pipeline.simulator import SimulatorSettings, running
+
+KEY = "bench-key"
+
+
+def make_csv(path: Path, rows: int, unique: int) -> None:
+    ids = pl.int_range(0, rows, eager=True)
+    frame = pl.DataFrame({"Record ID": ids}).with_columns(
+        pl.format("Person {}", pl.col("Record ID")).alias("Name"),
+        pl.format(
+            "user{}@corp{}.com", pl.col("Record ID") % unique, pl.col("Record ID") % unique % 97
+        ).alias("Email"),
+        pl.lit("Acme, Inc.").alias("Company"),
+        pl.format('note {} with "quotes"', pl.col("Record ID") % 13).alias("Notes"),
+    )
+    frame.write_csv(path)
+
+
+def run_cli(url: str, source: Path, output: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one `b2b-enrich run` in a child process."""
+    command = [sys.executable, "-m", "pipeline", "run", str(source), "-o", str(output)]
+    command += ["--base-url", url, "--rate", "100000", "--concurrency", "64", "--no-progress"]
+    env = dict(os.environ, LEADMAGIC_API_KEY=KEY)
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench run failed with {status}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def bench_rows(rows: int, unique: int, folder: Path) -> None:
+    source = folder / "big.csv"
+    make_csv(source, rows, unique)
+    size_mb = source.stat().st_size / 1e6
+    with running(SimulatorSettings(api_key=KEY)) as (_, url):
+        elapsed, peak = run_cli(url, source, folder / "big.out.csv")
+    speed = rows / elapsed
+    print(f"[rows] {rows:,} rows ({size_mb:.0f} MB CSV, {unique:,} unique emails)")
+    print(
+        f"       {elapsed:.1f} s end to end = {speed:,.0f} rows/s   target >= 300,000  "
+        f"{'OK' if speed >= 300_000 else 'MISSED'}"
+    )
+    print(f"       peak RSS {peak:.0f} MB   target < 512 MB  {'OK' if peak < 512 else 'MISSED'}")
+
+
+def discard(results: object) -> None:
+    """Pacing only: nothing to store."""
+
+
+async def paced(url: str, count: int, rate: float) -> None:
+    pool = Pool(PoolSettings(url=url, api_key=KEY, rate=rate, concurrency=64), discard)
+    keys = [lookup_key(f"r{i}@pace.com", None) for i in range(count)]
+    await pool.run([keys], count)
+
+
+def bench_rate(count: int, rate: float) -> None:
+    settings = SimulatorSettings(api_key=KEY, latency_ms=50)
+    with running(settings) as (sim, base):
+        url = base + "/v1/people/b2b-profile"
+        asyncio.run(paced(url, count, rate))
+        arrivals = sim.stats.arrivals
+        span = arrivals[-1] - arrivals[0]
+        worst = sim.stats.max_in_any_second()
+    bound = count / rate * 1.03 + 1
+    print(
+        f"[rate] {count} lookups at --rate {rate:g}: sent over {span:.2f} s "
+        f"(ideal {(count - 1) / rate:.2f} s, target <= {bound:.2f} s) "
+        f"{'OK' if span <= bound else 'MISSED'}"
+    )
+    print(
+        f"       most in any one-second window: {worst}   target <= {rate:g}  "
+        f"{'OK' if worst <= rate else 'MISSED'}"
+    )
+
+
+async def bare_loop(url: str, count: int, concurrency: int) -> float:
+    gate = asyncio.Semaphore(concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int) -> None:
+            async with (
+                gate,
+                session.post(
+                    url, json={"work_email": f"b{i}@bare.com"}, headers={"X-API-Key": KEY}
+                ) as response,
+            ):
+                await response.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        return count / (time.perf_counter() - started)
+
+
+async def pool_loop(url: str, count: int, concurrency: int, folder: Path) -> float:
+    checkpoint = Checkpoint(folder / "overhead.sqlite", "bench", "bench-job")
+    keys = [lookup_key(f"p{i}@pool.com", None) for i in range(count)]
+    checkpoint.add_keys(keys, list(range(count)))
+    settings = PoolSettings(url=url, api_key=KEY, rate=1e9, concurrency=concurrency)
+    pool = Pool(settings, checkpoint.record)
+    started = time.perf_counter()
+    await pool.run(checkpoint.iter_pending(), count)
+    elapsed = time.perf_counter() - started
+    checkpoint.close()
+    return count / elapsed
+
+
+def start_simulator_process() -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "pipeline", "simulator", "--port", "0", "--api-key", KEY]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    match = re.search(r"http://\S+", process.stdout.readline())
+    assert match, "the simulator did not start"
+    return process, match.group(0)
+
+
+def bench_overhead(count: int, folder: Path) -> None:
+    process, base = start_simulator_process()
+    try:
+        url = base + "/v1/people/b2b-profile"
+        bare = asyncio.run(bare_loop(url, count, 64))
+        ours = asyncio.run(pool_loop(url, count, 64, folder))
+    finally:
+        process.terminate()
+        process.wait()
+    ratio = ours / bare
+    print(
+        f"[overhead] {count} requests, zero latency, no rate limit: bare aiohttp loop "
+        f"{bare:,.0f} req/s, pool + checkpoint {ours:,.0f} req/s = {ratio:.2f}x   "
+        f"target >= 0.8x  {'OK' if ratio >= 0.8 else 'MISSED'}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--unique", type=int, default=2_000)
+    parser.add_argument("--rate-lookups", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--overhead-requests", type=int, default=5_000)
+    args = parser.parse_args()
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"polars {pl.__version__}, aiohttp {aiohttp.__version__}"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        bench_rows(args.rows, args.unique, Path(folder))
+        bench_rate(args.rate_lookups, args.rate)
+        bench_overhead(args.overhead_requests, Path(folder))
+
+
+if __name__ == "__main__":
+    main()
