@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,9 @@ def add_run(commands: Any) -> None:
     )
     out.add_argument("--config", type=Path, help="TOML settings file (see configs/default.toml)")
     out.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines")
+    out.add_argument(
+        "--log-emails", action="store_true", help="show email addresses in logs (masked by default)"
+    )
 
 
 def add_estimate(commands: Any) -> None:
@@ -216,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error already reported
         return int(exit_.code or 0)
-    configure_logging(getattr(args, "log_format", None) or "text")
+    configure_logging(
+        getattr(args, "log_format", None) or "text", bool(getattr(args, "log_emails", False))
+    )
     try:
         if args.command == "simulator":
             return serve_simulator(args)
@@ -238,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "log_format")}
+    flags = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("command", "config", "log_format", "log_emails")
+    }
     config, _ = load_config(flags, config_file=args.config)
     stderr = Console(stderr=True)
     show = config.progress if config.progress is not None else stderr.is_terminal
@@ -398,12 +408,27 @@ class HideKey(logging.Filter):
         return True
 
 
-def configure_logging(log_format: str = "text") -> None:
+class MaskEmails(logging.Filter):
+    """Email addresses in log lines become a***@acme.com (unless --log-emails)."""
+
+    PATTERN = re.compile(r"([^\s@<>()\[\],;:\"']{1})[^\s@<>()\[\],;:\"']*@([\w.-]+\.\w+)")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked_text = self.PATTERN.sub(r"\1***@\2", message)
+        if masked_text != message:
+            record.msg, record.args = masked_text, None
+        return True
+
+
+def configure_logging(log_format: str = "text", log_emails: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonLines())
     else:
         handler.setFormatter(logging.Formatter("b2b-enrich: %(message)s"))
     handler.addFilter(HideKey(os.environ.get(API_KEY_ENV)))
+    if not log_emails:
+        handler.addFilter(MaskEmails())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)

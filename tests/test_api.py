@@ -176,3 +176,15 @@ def test_the_key_never_appears_even_when_the_api_echoes_it(
     if log_format == "json":
         lines = [json.loads(line) for line in captured.err.splitlines()]
         assert lines[-1]["level"] == "error" and lines[-1]["event"] == "error"
+
+
+def test_emails_are_masked_in_logs_unless_asked() -> None:
+    import logging
+
+    from pipeline.cli import MaskEmails
+
+    record = logging.LogRecord(
+        "b2b_enrich", logging.INFO, "", 0, "asked %s", ("alex@acme.com",), None
+    )
+    MaskEmails().filter(record)
+    assert record.getMessage() == "asked a***@acme.com"
