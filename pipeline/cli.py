@@ -126,8 +126,21 @@ def add_run(commands: Any) -> None:
         "--personal-email-column", help="personal email column (default: detected, or none)"
     )
     columns.add_argument("--prefix", help="prefix for the added columns, e.g. lm_")
+    columns.add_argument(
+        "--overwrite-columns",
+        action="store_true",
+        default=None,
+        help="replace the input's own profile_url/credits_consumed/lookup_* columns",
+    )
+    columns.add_argument("--delimiter", help="input delimiter (default: sniffed among , ; tab |)")
+    columns.add_argument(
+        "--encoding", help="input encoding (default: UTF-8/UTF-16 BOM, else cp1252)"
+    )
     out = run.add_argument_group("output")
     out.add_argument("--summary-json", type=Path, help="also write the cost summary as JSON")
+    out.add_argument(
+        "--output-format", choices=("csv", "tsv", "parquet"), help="default: from -o's extension"
+    )
     out.add_argument(
         "--no-progress",
         dest="progress",
@@ -159,6 +172,8 @@ def add_estimate(commands: Any) -> None:
     estimate.add_argument("--base-url", help="API root (default https://api.leadmagic.io)")
     estimate.add_argument("--work-email-column")
     estimate.add_argument("--personal-email-column")
+    estimate.add_argument("--delimiter")
+    estimate.add_argument("--encoding")
     estimate.add_argument("--simulate", action="store_true", default=None)
     estimate.add_argument("--json", action="store_true", help="print JSON")
     estimate.add_argument("--config", type=Path)

@@ -45,6 +45,10 @@ class Config:
     refresh: bool = False
     retry_failed: bool = False
     prefix: str = ""
+    overwrite_columns: bool = False
+    delimiter: str | None = None  # sniffed among , ; tab |
+    encoding: str | None = None  # sniffed: UTF-8 (BOM or not), UTF-16 with BOM, else cp1252
+    output_format: str | None = None  # csv, tsv, parquet; default: from the output's extension
     batch_rows: int = 100_000
     progress: bool | None = None  # None: on when stderr is a terminal
     simulate: bool = False

@@ -33,10 +33,10 @@ from pipeline.errors import (
     StoppedEarly,
 )
 from pipeline.pool import CREDITS_PER_FOUND, Pool, PoolSettings, PoolStats
-from pipeline.reader import Source, input_format, iter_batches, open_source
+from pipeline.reader import Source, iter_batches, open_source
 from pipeline.simulator import Simulator, SimulatorSettings
 from pipeline.summary import Summary
-from pipeline.writer import OUTPUT_COLUMNS, batch_lookup_keys, write_output
+from pipeline.writer import OUTPUT_COLUMNS, batch_lookup_keys, output_kind, write_output
 
 log = logging.getLogger("b2b_enrich")
 
@@ -106,7 +106,13 @@ async def enrich_with(
             "check the key and run again"
         )
     counts = write_output(
-        source, config.output, output_format(config), checkpoint, config.batch_rows, config.prefix
+        source,
+        config.output,
+        output_kind(config.output, config.output_format),
+        checkpoint,
+        config.batch_rows,
+        config.prefix,
+        config.overwrite_columns,
     )
     found = counts.statuses["found"]
     summary = Summary(
@@ -161,9 +167,15 @@ def check_job(config: Config) -> Source:
     """Every check that can fail before a request is sent."""
     if config.input is None or config.output is None:
         raise InputError("an input file and an output path (-o) are required")
-    source = open_source(config.input, config.work_email_column, config.personal_email_column)
+    source = open_source(
+        config.input,
+        config.work_email_column,
+        config.personal_email_column,
+        delimiter_setting(config.delimiter),
+        config.encoding,
+    )
     output = config.output
-    output_format(config)
+    output_kind(output, config.output_format)
     if output.exists() and output.resolve() == config.input.resolve():
         raise InputError(f"{output}: the output path is the input file; choose another -o")
     if not output.parent.is_dir():
@@ -171,19 +183,26 @@ def check_job(config: Config) -> Source:
     if output.is_dir():
         raise InputError(f"{output}: is a directory; -o needs a file path")
     taken = [config.prefix + c for c in OUTPUT_COLUMNS if config.prefix + c in source.columns]
-    if taken:
+    if taken and not config.overwrite_columns:
         raise InputError(
             f"{config.input}: already has column(s) {taken}; "
-            "add a prefix to the new columns with --prefix (e.g. --prefix lm_)"
+            "add a prefix to the new columns with --prefix (e.g. --prefix lm_), "
+            "or replace them with --overwrite-columns"
         )
     if not config.simulate and not config.api_key:
         raise InputError(NO_KEY_MESSAGE)
     return source
 
 
-def output_format(config: Config) -> str:
-    assert config.output is not None
-    return input_format(config.output)
+def delimiter_setting(value: str | None) -> str | None:
+    """--delimiter accepts a character, or the words tab / comma / semicolon / pipe."""
+    if value is None:
+        return None
+    named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+    value = named.get(value.lower(), value)
+    if len(value) != 1:
+        raise InputError(f"--delimiter {value!r}: give one character, or tab")
+    return value
 
 
 def job_id(config: Config) -> str:

@@ -7,6 +7,7 @@ holds a half-written file: the file is renamed into place when complete.
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ import pyarrow.parquet as pq
 
 from pipeline.checkpoint import Checkpoint
 from pipeline.emails import lookup_keys
-from pipeline.reader import Source, iter_batches
+from pipeline.errors import InputError
+from pipeline.reader import Source, file_kind, iter_batches
 
 OUTPUT_COLUMNS = ("profile_url", "credits_consumed", "lookup_status", "lookup_message")
 STATUSES = ("found", "not_found", "invalid_email", "no_email", "failed", "pending")
@@ -95,20 +97,51 @@ def enrichment_columns(
     )
 
 
+@dataclass(frozen=True)
+class OutputKind:
+    """What the output file is: parquet, or delimited text (maybe gzipped)."""
+
+    format: str  # "csv" or "parquet"
+    delimiter: str = ","
+    gzipped: bool = False
+
+
+def output_kind(path: Path, override: str | None = None) -> OutputKind:
+    """The output's format from --output-format, else from the path's extension."""
+    gzipped = path.suffix.lower() == ".gz"
+    if override == "parquet":
+        return OutputKind("parquet")
+    if override in ("csv", "tsv"):
+        return OutputKind("csv", "\t" if override == "tsv" else ",", gzipped)
+    if override is not None:
+        raise InputError(f"--output-format {override!r}: use csv, tsv or parquet")
+    fmt, gzipped, delimiter = file_kind(path)
+    if fmt == "parquet":
+        return OutputKind("parquet")
+    return OutputKind("csv", delimiter or ",", gzipped)
+
+
 def write_output(
     source: Source,
     output: Path,
-    output_format: str,
+    kind: OutputKind,
     checkpoint: Checkpoint,
     batch_rows: int,
     prefix: str = "",
+    replace_columns: bool = False,
 ) -> RowCounts:
     """Join what the checkpoint knows onto every input row and write the output file."""
     counts = RowCounts()
     with atomic_path(output) as temporary:
-        sink = CsvSink(temporary) if output_format == "csv" else ParquetSink(temporary)
+        sink = (
+            CsvSink(temporary, kind.delimiter, kind.gzipped)
+            if kind.format == "csv"
+            else ParquetSink(temporary)
+        )
         try:
             for batch in iter_batches(source, batch_rows):
+                if replace_columns:
+                    batch = without_output_columns(batch, prefix)
                 keys = batch_lookup_keys(batch, source)
                 distinct = keys["lookup_key"].drop_nulls().unique().to_list()
                 added = enrichment_columns(
@@ -117,7 +150,7 @@ def write_output(
                 tally(counts, added, prefix, batch.num_rows)
                 sink.write(batch, added.drop(RETRYABLE))
             if counts.rows == 0:
-                sink.write_empty(source, prefix)
+                sink.write_empty(source, prefix, replace_columns)
         finally:
             sink.close()
     return counts
@@ -131,23 +164,42 @@ def tally(counts: RowCounts, added: pl.DataFrame, prefix: str, rows: int) -> Non
         counts.statuses[status] += number
 
 
-class CsvSink:
-    """UTF-8 CSV, header once, values quoted only where needed."""
+def without_output_columns(batch: pa.RecordBatch, prefix: str) -> pa.RecordBatch:
+    """--overwrite-columns: the input's own copies of the output columns are dropped."""
+    names = {prefix + name for name in OUTPUT_COLUMNS}
+    keep = [i for i, name in enumerate(batch.schema.names) if name not in names]
+    return batch.select(keep)
 
-    def __init__(self, path: Path) -> None:
-        self.handle: IO[bytes] = path.open("wb")
+
+def output_names(source: Source, prefix: str, replace_columns: bool) -> list[str]:
+    added = [prefix + name for name in OUTPUT_COLUMNS]
+    kept = [c for c in source.columns if not (replace_columns and c in added)]
+    return kept + added
+
+
+class CsvSink:
+    """UTF-8 delimited text (gzipped if asked), header once, quoting only where needed."""
+
+    def __init__(self, path: Path, delimiter: str = ",", gzipped: bool = False) -> None:
+        # Closed by close(): the sink lives across the whole batch loop.
+        opener = gzip.open if gzipped else open
+        self.handle: IO[bytes] = opener(path, "wb")  # noqa: SIM115
+        self.delimiter = delimiter
         self.header_written = False
 
     def write(self, batch: pa.RecordBatch, added: pl.DataFrame) -> None:
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
         frame.hstack(added, in_place=True)
-        frame.write_csv(self.handle, include_header=not self.header_written)
+        frame.write_csv(
+            self.handle, include_header=not self.header_written, separator=self.delimiter
+        )
         self.header_written = True
 
-    def write_empty(self, source: Source, prefix: str) -> None:
-        names = list(source.columns) + [prefix + name for name in OUTPUT_COLUMNS]
-        pl.DataFrame(schema=dict.fromkeys(names, pl.String)).write_csv(self.handle)
+    def write_empty(self, source: Source, prefix: str, replace_columns: bool) -> None:
+        names = output_names(source, prefix, replace_columns)
+        empty = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
+        empty.write_csv(self.handle, separator=self.delimiter)
 
     def close(self) -> None:
         self.handle.close()
