@@ -48,7 +48,9 @@ PERSONAL_EMAIL_HEADERS = (
     "e-mail 2 address",
 )
 
-TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None}
+# The delimiter each extension is written with; on input only .tsv is taken at
+# its word: Excel writes ";" into .csv files in many locales, so those are sniffed.
+TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 DELIMITERS = (",", ";", "\t", "|")
 CSV_BLOCK_BYTES = 8 << 20
 SAMPLE_BYTES = 64 << 10
@@ -100,10 +102,11 @@ def open_source(
 ) -> Source:
     """Check that `path` is a readable input file and find its email columns."""
     check_readable(path)
-    fmt, gzipped, implied = file_kind(path)
+    fmt, gzipped, _ = file_kind(path)
     layout = TextLayout(",", "utf-8", gzipped)
     if fmt == "csv":
-        layout = sniff_layout(path, gzipped, delimiter or implied, encoding)
+        tsv = "\t" if ".tsv" in (s.lower() for s in path.suffixes) else None
+        layout = sniff_layout(path, gzipped, delimiter or tsv, encoding)
     columns = read_columns(path, fmt, layout)
     work = choose_column(columns, work_column, WORK_EMAIL_HEADERS, "work email", path)
     personal = choose_column(
@@ -211,7 +214,11 @@ def read_columns(path: Path, fmt: str, layout: TextLayout) -> tuple[str, ...]:
             return tuple(pq.read_schema(path).names)
         with csv_reader(path, layout, column_types=None, block_bytes=1 << 16) as reader:
             names = tuple(reader.schema.names)
-    except (pa.ArrowInvalid, OSError) as error:
+    except pa.ArrowInvalid as error:
+        if fmt == "csv":
+            raise InputError(describe_parse_error(path, layout, error)) from None
+        raise InputError(f"{path}: cannot be read as {fmt}: {first_line(error)}") from None
+    except OSError as error:
         raise InputError(f"{path}: cannot be read as {fmt}: {first_line(error)}") from None
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
@@ -249,7 +256,10 @@ def csv_reader(
         read_options=pacsv.ReadOptions(block_size=block_bytes, encoding=arrow_encoding(layout)),
         parse_options=pacsv.ParseOptions(delimiter=layout.delimiter, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
-            column_types=column_types, strings_can_be_null=True, null_values=[""]
+            column_types=column_types,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            null_values=[""],
         ),
     )
 
@@ -270,31 +280,32 @@ def iter_batches(source: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
         with csv_reader(source.path, layout, types, CSV_BLOCK_BYTES) as reader:
             yield from reader
     except pa.ArrowInvalid as error:
-        raise InputError(describe_parse_error(source, error)) from None
+        layout = TextLayout(source.delimiter, source.encoding, source.gzipped)
+        raise InputError(describe_parse_error(source.path, layout, error)) from None
 
 
-def describe_parse_error(source: Source, error: Exception) -> str:
+def describe_parse_error(path: Path, layout: TextLayout, error: Exception) -> str:
     """One line naming what is wrong, and where, for a file pyarrow could not parse."""
     text = first_line(error)
     if "Expected" in text and "columns" in text:
-        line = ragged_line(source)
+        line = ragged_line(path, layout)
         where = f" at line {line}" if line else ""
-        return f"{source.path}: a row has the wrong number of fields{where} ({text})"
+        return f"{path}: a row has the wrong number of fields{where}"
     if "UTF8" in text or "utf8" in text.lower():
         return (
-            f"{source.path}: not valid {source.encoding} text past its start; "
+            f"{path}: not valid {layout.encoding} text past its start; "
             "name the file's encoding with --encoding (e.g. --encoding cp1252)"
         )
-    return f"{source.path}: {text}"
+    return f"{path}: {text}"
 
 
-def ragged_line(source: Source) -> int | None:
+def ragged_line(path: Path, layout: TextLayout) -> int | None:
     """The line of the first record whose field count differs from the header's (slow path)."""
     with (
-        open_bytes(source.path, source.gzipped) as raw,
-        io.TextIOWrapper(raw, encoding=source.encoding, newline="") as text,
+        open_bytes(path, layout.gzipped) as raw,
+        io.TextIOWrapper(raw, encoding=layout.encoding, newline="") as text,
     ):
-        reader = csv.reader(text, delimiter=source.delimiter)
+        reader = csv.reader(text, delimiter=layout.delimiter)
         width = len(next(reader, []))
         for record in reader:
             if len(record) != width:

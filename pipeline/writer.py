@@ -183,7 +183,7 @@ class CsvSink:
     def __init__(self, path: Path, delimiter: str = ",", gzipped: bool = False) -> None:
         # Closed by close(): the sink lives across the whole batch loop.
         opener = gzip.open if gzipped else open
-        self.handle: IO[bytes] = opener(path, "wb")  # noqa: SIM115
+        self.handle: IO[bytes] = opener(path, "wb")
         self.delimiter = delimiter
         self.header_written = False
 
