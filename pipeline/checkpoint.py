@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS lookups (
     attempts       INTEGER NOT NULL DEFAULT 0,
     job_id         TEXT NOT NULL,      -- the job whose request produced this result
     fetched_at     REAL NOT NULL       -- unix time
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (
     job_id       TEXT PRIMARY KEY,
     input_path   TEXT NOT NULL,
@@ -62,7 +62,7 @@ JOB_KEYS = """
 CREATE TEMP TABLE job_keys (
     lookup_key TEXT PRIMARY KEY,
     first_row  INTEGER NOT NULL,
-    todo       INTEGER NOT NULL DEFAULT 1
+    todo       INTEGER NOT NULL DEFAULT 1   -- needed a request when this run planned
 );
 """
 
@@ -100,6 +100,9 @@ class Checkpoint:
         self.db = connect(path)
         self.ensure_schema(api_url)
         self.db.executescript(JOB_KEYS)
+        #: Results stored from this moment on answer this run's pending keys, so
+        #: recording a result is one upsert and nothing else.
+        self.run_started = time.time()
 
     def close(self) -> None:
         self.db.close()
@@ -172,6 +175,14 @@ class Checkpoint:
         sql = "SELECT count(*) FROM job_keys WHERE todo = ?"
         return self.db.execute(sql, (int(todo),)).fetchone()[0]
 
+    def count_pending(self) -> int:
+        """Keys that needed a request and have no result stored since the run started."""
+        sql = (
+            "SELECT count(*) FROM job_keys k LEFT JOIN lookups l ON l.lookup_key = k.lookup_key"
+            " WHERE k.todo = 1 AND (l.fetched_at IS NULL OR l.fetched_at < ?)"
+        )
+        return self.db.execute(sql, (self.run_started,)).fetchone()[0]
+
     def iter_pending(self, chunk: int = 1000) -> Iterator[list[str]]:
         """The keys still to request, in order of first appearance, a chunk at a time."""
         last = 0
@@ -223,14 +234,10 @@ class Checkpoint:
                     for r in results
                 ],
             )
-            self.db.executemany(
-                "UPDATE job_keys SET todo = 0 WHERE lookup_key = ?",
-                [(r.lookup_key,) for r in results],
-            )
 
     def record_run(self, api_calls: int, credits: int) -> None:
         """Add one run's requests and credits to the job's totals, with what is left."""
-        pending = self.count_keys(todo=True)
+        pending = self.count_pending()
         with self.db:
             self.db.execute(
                 "UPDATE jobs SET runs = runs + 1, api_calls = api_calls + ?,"
@@ -251,12 +258,13 @@ class Checkpoint:
         """This job's view of `keys`: first row, whether pending, and the stored result."""
         rows = self.db.execute(
             """
-            SELECT k.lookup_key, k.first_row, k.todo, l.status, l.profile_url,
-                   l.credits, l.message, l.job_id = ? AS paid_by_job
+            SELECT k.lookup_key, k.first_row,
+                   k.todo = 1 AND (l.fetched_at IS NULL OR l.fetched_at < ?) AS todo,
+                   l.status, l.profile_url, l.credits, l.message, l.job_id = ? AS paid_by_job
             FROM job_keys k LEFT JOIN lookups l ON l.lookup_key = k.lookup_key
             WHERE k.lookup_key IN (SELECT value FROM json_each(?))
             """,
-            (self.job_id, json.dumps(keys)),
+            (self.run_started, self.job_id, json.dumps(keys)),
         ).fetchall()
         return pl.DataFrame(
             rows,

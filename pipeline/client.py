@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
 Kind = Literal["found", "not_found", "retry", "throttled", "rejected", "auth", "no_credits"]
 
@@ -42,9 +44,13 @@ class Outcome:
     credits_available: float | None = None
 
 
-def classify(status: int, headers: dict[str, str], body: bytes) -> Outcome:
-    """Decide what a response means by its status; read the body for the message."""
-    headers = {name.lower(): value for name, value in headers.items()}
+def classify(status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
+    """Decide what a response means by its status; read the body for the message.
+
+    `headers` is looked up case-insensitively (aiohttp's CIMultiDictProxy, or any mapping).
+    """
+    if not isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        headers = CIMultiDict(headers)
     document = parse_json(body)
     common = {
         "credits_remaining": header_float(headers, "x-credits-remaining"),
@@ -116,7 +122,7 @@ def problem_message(status: int, problem: dict[str, Any], document: Any, body: b
     return f"{text} (request_id {request_id})" if request_id else text
 
 
-def retry_after(headers: dict[str, str], problem: dict[str, Any]) -> float | None:
+def retry_after(headers: Mapping[str, str], problem: dict[str, Any]) -> float | None:
     """Seconds to wait after a 429, from Retry-After or the problem's context."""
     seconds = header_float(headers, "retry-after")
     if seconds is None:
@@ -134,7 +140,7 @@ def parse_json(body: bytes) -> Any:
         return None
 
 
-def header_float(headers: dict[str, str], *names: str) -> float | None:
+def header_float(headers: Mapping[str, str], *names: str) -> float | None:
     for name in names:
         value = as_float(headers.get(name))
         if value is not None:
@@ -142,7 +148,7 @@ def header_float(headers: dict[str, str], *names: str) -> float | None:
     return None
 
 
-def header_int(headers: dict[str, str], *names: str) -> int | None:
+def header_int(headers: Mapping[str, str], *names: str) -> int | None:
     value = header_float(headers, *names)
     return None if value is None else int(value)
 
@@ -160,16 +166,27 @@ def snippet(body: bytes, limit: int = 120) -> str:
 
 
 def auth_headers(api_key: str) -> dict[str, str]:
-    return {"X-API-Key": api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
+    return {"X-API-Key": api_key, "User-Agent": USER_AGENT}
+
+
+def open_session(api_key: str, timeout_s: float, connections: int) -> aiohttp.ClientSession:
+    """One session for the whole run: the key header and the per-request timeout are set once.
+
+    The connection pool is as large as the number of workers, so a request never
+    waits for a connection and the timeout counts network time only.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections),
+        headers=auth_headers(api_key),
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+    )
 
 
 async def request_profile(
     session: aiohttp.ClientSession,
     url: str,
-    api_key: str,
     work_email: str | None,
     personal_email: str | None,
-    timeout_s: float,
 ) -> Outcome:
     """POST one lookup; network failures and timeouts become `retry` outcomes."""
     payload = {}
@@ -178,16 +195,12 @@ async def request_profile(
     if personal_email:
         payload["personal_email"] = personal_email
     try:
-        async with session.post(
-            url,
-            json=payload,
-            headers=auth_headers(api_key),
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-        ) as response:
+        async with session.post(url, json=payload) as response:
             body = await response.read()
-            return classify(response.status, dict(response.headers), body)
+            outcome = classify(response.status, response.headers, body)
+            return without_key(outcome, session.headers.get("X-API-Key", ""))
     except TimeoutError:
-        return Outcome("retry", f"no answer within {timeout_s:g} s (timeout)")
+        return Outcome("retry", f"no answer within {session.timeout.total:g} s (timeout)")
     except aiohttp.ClientError as error:
         return Outcome("retry", f"connection failed: {describe(error)}")
 

@@ -22,6 +22,7 @@ WINDOW_S = 1.0
 WINDOW_MARGIN_S = 0.01
 MIN_RATE_FRACTION = 0.05
 RECOVERY_PER_SUCCESS = 0.02  # of the configured rate
+MIN_SLEEP_S = 0.0005
 
 
 class RateLimiter:
@@ -78,7 +79,8 @@ class RateLimiter:
     async def acquire(self) -> float:
         """Wait for a slot; return the send time. No await lies between check and record."""
         delay = self.reserve() - self.clock()
-        if delay > 0:
+        # A sleep costs a turn of the event loop; below timer resolution it buys nothing.
+        if delay > MIN_SLEEP_S:
             await asyncio.sleep(delay)
         while (delay := self.window_wait()) > 0:
             await asyncio.sleep(delay)

@@ -8,21 +8,21 @@ at once on a rejected key, after the in-flight requests on 402, budget or signal
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
 
 from pipeline.checkpoint import Result
-from pipeline.client import Outcome, request_profile
+from pipeline.client import Outcome, open_session, request_profile
 from pipeline.emails import split_key
 from pipeline.limiter import RateLimiter
 
 CREDITS_PER_FOUND = 10
 MAX_THROTTLES_PER_LOOKUP = 30
-LOOKUPS_PER_SLOT = 4  # lookups held at once (in flight or backing off) per in-flight slot
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,11 @@ def failure_cause(message: str) -> str:
 
 
 class Pool:
-    """Runs lookups for a stream of pending keys; results go to `record` as they arrive."""
+    """Runs lookups for a stream of pending keys; results go to `record` as they arrive.
+
+    N workers (N = concurrency) each take the next key and see it through, so at
+    most N requests are ever in flight; a worker backing off sends nothing.
+    """
 
     def __init__(self, settings: PoolSettings, record: Callable[[list[Result]], None]) -> None:
         self.settings = settings
@@ -106,10 +110,8 @@ class Pool:
         self.stats = PoolStats()
         self.limiter = RateLimiter(settings.rate)
         self.budget = Budget(settings.max_credits)
-        self.in_flight = asyncio.Semaphore(settings.concurrency)
-        self.held = asyncio.Semaphore(settings.concurrency * LOOKUPS_PER_SLOT)
         self.budget_changed = asyncio.Event()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.workers: list[asyncio.Task[None]] = []
         self.unflushed: list[Result] = []
         self.flush_scheduled = False
         self.session: aiohttp.ClientSession | None = None
@@ -133,21 +135,26 @@ class Pool:
         """Cancel every lookup now; results already received are kept."""
         if self.stats.stop_reason is None:
             self.stats.stop_reason = "interrupted"
-        for task in self.tasks:
-            task.cancel()
+        for worker in self.workers:
+            worker.cancel()
         self.budget_changed.set()
 
-    # -- dispatch -------------------------------------------------------------
+    # -- workers --------------------------------------------------------------
 
     async def run(self, pending: Iterable[list[str]], total: int) -> PoolStats:
         """Look up every pending key (or until stopped); return what happened."""
         self.stats.total = total
-        connector = aiohttp.TCPConnector(limit=self.settings.concurrency)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        keys = itertools.chain.from_iterable(pending)
+        settings = self.settings
+        async with open_session(
+            settings.api_key, settings.timeout_s, settings.concurrency
+        ) as session:
             self.session = session
+            self.workers = [
+                asyncio.create_task(self.work(keys)) for _ in range(self.settings.concurrency)
+            ]
             try:
-                await self.dispatch(pending)
-                results = await asyncio.gather(*self.tasks, return_exceptions=True)
+                results = await asyncio.gather(*self.workers, return_exceptions=True)
             finally:
                 self.flush()
         for result in results:
@@ -155,44 +162,36 @@ class Pool:
                 raise result
         return self.stats
 
-    async def dispatch(self, pending: Iterable[list[str]]) -> None:
-        for chunk in pending:
-            for key in chunk:
-                if not await self.room_for_one_more():
-                    return
-                self.budget.reserve()
-                task = asyncio.create_task(self.lookup(key))
-                self.tasks.add(task)
-                task.add_done_callback(self.finished)
+    async def work(self, keys: Iterator[str]) -> None:
+        """One worker: take the next key and see it through, until none is left or stopped."""
+        while await self.claim_budget():
+            # next() never awaits, so workers never take the same key.
+            key = next(keys, None)
+            if key is None:
+                self.budget.settle(0)
+                return
+            credits = 0
+            try:
+                credits = await self.attempt_until_answered(key)
+            finally:
+                self.budget.settle(credits)
+                self.budget_changed.set()
 
-    async def room_for_one_more(self) -> bool:
-        await self.held.acquire()
-        while not self.stopping and not self.budget.can_reserve():
+    async def claim_budget(self) -> bool:
+        """Reserve the price of one found profile, waiting while lookups in progress hold it."""
+        while not self.stopping:
+            if self.budget.can_reserve():
+                self.budget.reserve()
+                return True
             if self.budget.reserved == 0:
-                self.stop(
-                    "budget", f"spent {self.budget.spent} of --max-credits {self.budget.limit}"
-                )
-                break
+                spent, limit = self.budget.spent, self.budget.limit
+                self.stop("budget", f"spent {spent} of --max-credits {limit}")
+                return False
             self.budget_changed.clear()
             await self.budget_changed.wait()
-        if self.stopping:
-            self.held.release()
-            return False
-        return True
-
-    def finished(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        self.held.release()
+        return False
 
     # -- one lookup -----------------------------------------------------------
-
-    async def lookup(self, key: str) -> None:
-        credits = 0
-        try:
-            credits = await self.attempt_until_answered(key)
-        finally:
-            self.budget.settle(credits)
-            self.budget_changed.set()
 
     async def attempt_until_answered(self, key: str) -> int:
         """Send until final; store the result; return the credits it cost."""
@@ -231,27 +230,19 @@ class Pool:
         return 0
 
     async def send(self, work_email: str | None, personal_email: str | None) -> Outcome | None:
-        """One request within the in-flight and rate limits; None if stopped before sending."""
+        """One request within the rate limit; None if the pool stopped before it was sent."""
         assert self.session is not None
-        async with self.in_flight:
-            if self.stopping:
-                return None
-            sent_at = await self.limiter.acquire()
-            if self.stopping:
-                return None
-            self.stats.api_calls += 1
-            self.stats.in_flight += 1
-            try:
-                outcome = await request_profile(
-                    self.session,
-                    self.settings.url,
-                    self.settings.api_key,
-                    work_email,
-                    personal_email,
-                    self.settings.timeout_s,
-                )
-            finally:
-                self.stats.in_flight -= 1
+        sent_at = await self.limiter.acquire()
+        if self.stopping:
+            return None
+        self.stats.api_calls += 1
+        self.stats.in_flight += 1
+        try:
+            outcome = await request_profile(
+                self.session, self.settings.url, work_email, personal_email
+            )
+        finally:
+            self.stats.in_flight -= 1
         self.limiter.server_window(sent_at, outcome.rate_remaining, outcome.rate_reset_s)
         if outcome.credits_remaining is not None:
             self.stats.balance = outcome.credits_remaining

