@@ -36,7 +36,13 @@ from pipeline.pool import CREDITS_PER_FOUND, Pool, PoolSettings, PoolStats
 from pipeline.reader import Source, iter_batches, open_source
 from pipeline.simulator import Simulator, SimulatorSettings
 from pipeline.summary import Summary
-from pipeline.writer import OUTPUT_COLUMNS, batch_lookup_keys, output_kind, write_output
+from pipeline.writer import (
+    OUTPUT_COLUMNS,
+    RowCounts,
+    batch_lookup_keys,
+    output_kind,
+    write_output,
+)
 
 log = logging.getLogger("b2b_enrich")
 
@@ -114,39 +120,51 @@ async def enrich_with(
         config.prefix,
         config.overwrite_columns,
     )
-    found = counts.statuses["found"]
-    summary = Summary(
-        rows=counts.rows,
-        rows_with_email=counts.rows - counts.statuses["no_email"],
-        invalid_emails=counts.statuses["invalid_email"],
-        no_email=counts.statuses["no_email"],
-        unique_lookups=checkpoint.count_keys(),
-        api_calls=stats.api_calls,
-        retries=stats.retries,
-        throttled=stats.throttled,
-        found=found,
-        not_found=counts.statuses["not_found"],
-        failed=counts.statuses["failed"],
-        pending=counts.statuses["pending"],
-        credits_consumed=counts.credits,
-        credits_this_run=stats.credits,
-        credits_saved=max(0, found * CREDITS_PER_FOUND - counts.credits),
-        cache_hits=cache_hits,
-        balance_after=stats.balance,
-        failures_by_cause=dict(stats.failures),
-        elapsed_s=round(time.monotonic() - started, 3),
-        status="incomplete"
-        if counts.statuses["pending"] or counts.retryable_failed
-        else "complete",
-        stop_reason=stats.stop_reason,
-        output=str(config.output),
-        checkpoint=str(config.checkpoint_path),
-    )
+    summary = summarise(config, counts, stats, checkpoint.count_keys(), cache_hits, started)
     stop = stop_error(stats)
     if stop is not None:
         stop.summary = summary
         raise stop
     return summary
+
+
+def summarise(
+    config: Config,
+    counts: RowCounts,
+    stats: PoolStats,
+    unique_lookups: int,
+    cache_hits: int,
+    started: float,
+) -> Summary:
+    """The run's Summary from the rows written and what the pool did."""
+    statuses = counts.statuses
+    found = statuses["found"]
+    return Summary(
+        rows=counts.rows,
+        rows_with_email=counts.rows - statuses["no_email"],
+        invalid_emails=statuses["invalid_email"],
+        no_email=statuses["no_email"],
+        unique_lookups=unique_lookups,
+        api_calls=stats.api_calls,
+        retries=stats.retries,
+        throttled=stats.throttled,
+        found=found,
+        not_found=statuses["not_found"],
+        failed=statuses["failed"],
+        pending=statuses["pending"],
+        credits_consumed=counts.credits,
+        credits_this_run=stats.credits,
+        # Every found row beyond the one this job paid for came free.
+        credits_saved=max(0, found * CREDITS_PER_FOUND - counts.credits),
+        cache_hits=cache_hits,
+        balance_after=stats.balance,
+        failures_by_cause=dict(stats.failures),
+        elapsed_s=round(time.monotonic() - started, 3),
+        status="incomplete" if statuses["pending"] or counts.retryable_failed else "complete",
+        stop_reason=stats.stop_reason,
+        output=str(config.output),
+        checkpoint=str(config.checkpoint_path),
+    )
 
 
 def stop_error(stats: PoolStats) -> StoppedEarly | None:

@@ -52,7 +52,7 @@ PERSONAL_EMAIL_HEADERS = (
 # its word: Excel writes ";" into .csv files in many locales, so those are sniffed.
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 DELIMITERS = (",", ";", "\t", "|")
-CSV_BLOCK_BYTES = 8 << 20
+CSV_BLOCK_BYTES = 4 << 20
 SAMPLE_BYTES = 64 << 10
 
 

@@ -192,3 +192,24 @@ def test_status_reports_what_the_checkpoint_holds(
     assert (job["runs"], job["api_calls"], job["status"]) == (1, 30, "complete")
     assert run_cli("status", tmp_path / "out.csv.checkpoint.sqlite") == 0
     assert "credits recorded" in capsys.readouterr().out
+
+
+def test_second_ctrl_c_stops_at_once_and_the_checkpoint_stays_consistent(tmp_path: Path) -> None:
+    source = contacts(tmp_path / "c.csv", 60, duplicates=False)
+    with running(SimulatorSettings(api_key=API_KEY, latency_ms=3000)) as (sim, url):
+        output = tmp_path / "out.csv"
+        process = start_cli(url, source, output, "--rate", 100, "--concurrency", 4)
+        wait_for_requests(sim, 4)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        assert time.monotonic() - started < 2.5  # did not wait for the 3 s answers
+        assert process.returncode == 3
+        assert "Ctrl-C again to stop now" in stderr
+        assert {row["lookup_status"] for row in read_csv(output)} == {"pending"}
+        sim.settings.latency_ms = 0
+        finished = start_cli(url, source, output, "--rate", 200)
+        assert finished.wait(60) == 0
+        assert "pending" not in {row["lookup_status"] for row in read_csv(output)}
