@@ -73,9 +73,15 @@ def add_run(commands: Any) -> None:
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("input", type=Path, help="contacts file (.csv or .parquet)")
     run.add_argument(
-        "-o", "--output", type=Path, required=True, help="output file (.csv or .parquet)"
+        "input", type=Path, help="contacts file: .csv .tsv .txt (maybe .gz) or .parquet"
+    )
+    run.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output file: .csv .tsv (maybe .gz) or .parquet",
     )
     api = run.add_argument_group("API")
     api.add_argument(
