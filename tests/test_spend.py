@@ -137,3 +137,18 @@ def test_twenty_percent_faults_including_hangs_still_exact(
     facts = load_json(summary)
     assert facts["balance_after"] == sim.balance
     assert facts["credits_this_run"] == sim.stats.credits_charged
+
+
+@pytest.mark.simulator(latency_ms=100)
+def test_timeout_counts_network_time_not_waiting_for_the_rate_limiter(
+    simulator: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    sim, url = simulator
+    source = contacts(tmp_path / "c.csv", 12)
+    summary = tmp_path / "s.json"
+    # 12 lookups at 4/s wait up to 3 s for their slot; each answer takes 0.1 s.
+    args = ("--rate", 4, "--concurrency", 12, "--timeout", 0.5, "--summary-json", summary)
+    assert run_cli("run", source, "-o", tmp_path / "o.csv", "--base-url", url, *args) == 0
+    facts = load_json(summary)
+    assert (facts["retries"], facts["api_calls"]) == (0, 12)
+    assert sim.stats.requests == 12
