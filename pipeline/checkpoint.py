@@ -107,6 +107,9 @@ class Checkpoint:
     def close(self) -> None:
         self.db.close()
 
+    def holds_no_results(self) -> bool:
+        return self.db.execute("SELECT NOT EXISTS (SELECT 1 FROM lookups)").fetchone()[0] == 1
+
     def ensure_schema(self, api_url: str) -> None:
         """Create a new checkpoint, or check that an existing one is ours and for this API."""
         meta = read_meta(self.db, self.path)

@@ -75,9 +75,18 @@ async def run_async(
     started = time.monotonic()
     source = check_job(config)
     async with api_for(config) as api:
-        checkpoint = Checkpoint(config.checkpoint_path, api.identity, job_id(config))
+        path = config.checkpoint_path
+        existed = path.exists()
+        checkpoint = Checkpoint(path, api.identity, job_id(config))
         try:
             return await enrich_with(config, source, api, checkpoint, started, progress)
+        except InputError:
+            # Bad input found deep in the file, before any request: a checkpoint
+            # this run created holds nothing, so it is removed, not left behind.
+            if not existed and checkpoint.holds_no_results():
+                checkpoint.close()
+                remove_database(path)
+            raise
         finally:
             checkpoint.close()
 
@@ -91,8 +100,8 @@ async def enrich_with(
     progress: Callable[[PoolStats], object] | None,
 ) -> Summary:
     assert config.input is not None and config.output is not None
-    checkpoint.start_job(str(config.input.resolve()), str(config.output.resolve()))
     register_keys(source, checkpoint, config.batch_rows)
+    checkpoint.start_job(str(config.input.resolve()), str(config.output.resolve()))
     cache_hits = checkpoint.plan(freshness_of(config))
     pending = checkpoint.count_keys(todo=True)
     pool = Pool(pool_settings(config, api), checkpoint.record)
@@ -126,6 +135,11 @@ async def enrich_with(
         stop.summary = summary
         raise stop
     return summary
+
+
+def remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def summarise(

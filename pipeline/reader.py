@@ -242,7 +242,8 @@ def choose_column(
     candidates = [name for name in columns if name.strip().lower() in known_headers]
     if len(candidates) > 1:
         raise InputError(
-            f"{path}: several possible {role} columns {candidates}; choose one with {flag} NAME"
+            f"{path}: several possible {role} columns {candidates}; choose one with {flag} NAME "
+            f"(columns: {list(columns)})"
         )
     return candidates[0] if candidates else None
 

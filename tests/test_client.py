@@ -143,3 +143,32 @@ def test_html_502_over_http_is_retry_not_a_traceback() -> None:
         outcome = lookup(mocked, status=502, body="<html>Bad gateway</html>")
     assert outcome.kind == "retry"
     assert "HTML error page" in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (
+            200,
+            {"profile_url": "linkedin.com/in/a", "credits_consumed": 10, "message": "ok"},
+            "found",
+        ),
+        (200, {"profile_url": None, "credits_consumed": 0, "message": "none"}, "not_found"),
+        (400, {"errors": [{"code": "validation_error", "title": "Bad"}]}, "rejected"),
+        (401, {"errors": [{"code": "invalid_api_key", "title": "Key"}]}, "auth"),
+        (402, {"errors": [{"code": "insufficient_credits", "title": "Credits"}]}, "no_credits"),
+        (404, {"errors": [{"code": "profile_not_found", "title": "Miss"}]}, "not_found"),
+        (429, {"errors": [{"code": "rate_limit_exceeded", "title": "Slow"}]}, "throttled"),
+        (500, {"errors": [{"code": "INTERNAL_ERROR", "title": "Oops"}]}, "retry"),
+        (502, None, "retry"),
+        (503, None, "retry"),
+        (504, None, "retry"),
+    ],
+)
+def test_every_row_of_the_api_table_over_http(status: int, body: object, kind: str) -> None:
+    with aioresponses() as mocked:
+        if body is None:
+            outcome = lookup(mocked, status=status, body="<html>gateway</html>")
+        else:
+            outcome = lookup(mocked, status=status, payload=body)
+    assert outcome.kind == kind

@@ -289,3 +289,41 @@ def test_quoted_multiline_values_survive(simulator: tuple[Simulator, str], tmp_p
     assert enrich(url, source, output) == 0
     (row,) = list(csv.DictReader(io.StringIO(output.read_bytes().decode("utf-8"), newline="")))
     assert row["Notes"] == 'line one\r\nline "two", three'
+
+
+def test_a_bad_row_deep_in_the_file_leaves_the_checkpoint_untouched(
+    simulator: tuple[Simulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim, url = simulator
+    good = tmp_path / "good.csv"
+    good.write_text("Email,Name\nalex.rivera@acme.com,Alex\n", encoding="utf-8")
+    shared = tmp_path / "cache.sqlite"
+    assert enrich(url, good, tmp_path / "good.out.csv", "--checkpoint", shared) == 0
+    before = shared.read_bytes()
+    lines = [f"user{i}@corp.com,Person {i}" for i in range(20000)]
+    big = tmp_path / "big.csv"
+    big.write_text("Email,Name\n" + "\n".join(lines) + "\nlate@corp.com,Late,extra\n", "utf-8")
+    requests = sim.stats.requests
+    for checkpoint in (shared, tmp_path / "new.sqlite"):
+        capsys.readouterr()
+        assert enrich(url, big, tmp_path / "big.out.csv", "--checkpoint", checkpoint) == 2
+        error = capsys.readouterr().err
+        assert "a row has the wrong number of fields at line 20002" in error
+    assert sim.stats.requests == requests
+    assert shared.read_bytes() == before
+    assert not list(tmp_path.glob("new.sqlite*"))
+
+
+def test_delimiter_and_encoding_can_be_forced(
+    simulator: tuple[Simulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url = simulator
+    output = tmp_path / "o.csv"
+    source = DATA / "legacy-cp1252.csv"
+    assert enrich(url, source, output, "--encoding", "cp1252", "--delimiter", "comma") == 0
+    assert "cp1252" not in capsys.readouterr().err  # no fallback warning when told
+    assert [r["Name"] for r in read_text(output)] == ["Alex", "Zoë", "Li"]
+    semicolons = DATA / "excel-semicolon.csv"
+    assert enrich(url, semicolons, tmp_path / "p.csv", "--delimiter", ";") == 0
+    assert enrich(url, semicolons, tmp_path / "q.csv", "--delimiter", "tab") == 2
+    assert "no email column found among ['Name;Email;Notes']" in capsys.readouterr().err
