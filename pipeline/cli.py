@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -308,12 +308,12 @@ def command_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(facts, indent=2))
         return 0
-    jobs = facts.pop("jobs")
+    jobs = cast(list[dict[str, Any]], facts.pop("jobs"))
     print_facts(facts, "b2b-enrich checkpoint", False)
     table = Table(title="jobs", title_justify="left")
     for name in ("input", "output", "first run", "last run", "runs", "calls", "credits", "pending"):
         table.add_column(name)
-    for entry in jobs:  # type: ignore[union-attr]
+    for entry in jobs:
         table.add_row(
             entry["input_path"],
             entry["output_path"],

@@ -52,7 +52,7 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
     if not isinstance(headers, CIMultiDictProxy | CIMultiDict):
         headers = CIMultiDict(headers)
     document = parse_json(body)
-    common = {
+    common: dict[str, Any] = {
         "credits_remaining": header_float(headers, "x-credits-remaining"),
         "rate_remaining": header_int(headers, "ratelimit-remaining", "x-ratelimit-remaining"),
         "rate_reset_s": header_float(headers, "ratelimit-reset", "x-ratelimit-reset"),

@@ -191,8 +191,7 @@ def stop_error(stats: PoolStats) -> StoppedEarly | None:
     kind = reasons.get(stats.stop_reason)
     if kind is None:
         return None
-    what = stats.stop_message or {"interrupted": "interrupted"}.get(stats.stop_reason, "")
-    return kind(f"stopped: {what}; {RESUME_HINT}")
+    return kind(f"stopped: {stats.stop_message or stats.stop_reason}; {RESUME_HINT}")
 
 
 def check_job(config: Config) -> Source:

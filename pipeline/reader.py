@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -136,7 +137,7 @@ def check_readable(path: Path) -> None:
         raise InputError(f"{path}: the file is empty")
 
 
-def open_bytes(path: Path, gzipped: bool) -> io.BufferedIOBase:
+def open_bytes(path: Path, gzipped: bool) -> BinaryIO:
     try:
         return gzip.open(path, "rb") if gzipped else path.open("rb")  # type: ignore[return-value]
     except PermissionError:

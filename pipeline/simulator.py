@@ -226,12 +226,9 @@ class Simulator:
             body = await request.json()
         except ValueError:
             body = None
-        emails = (
-            [body.get(k) for k in ("work_email", "personal_email")]
-            if isinstance(body, dict)
-            else []
-        )
-        emails = [e for e in emails if isinstance(e, str) and e]
+        fields = ("work_email", "personal_email")
+        values = [body.get(name) for name in fields] if isinstance(body, dict) else []
+        emails: list[str] = [e for e in values if isinstance(e, str) and e]
         suffix = self.settings.rejected_suffix
         if not emails or any("@" not in e or (suffix and e.endswith(suffix)) for e in emails):
             return problem(

@@ -46,11 +46,13 @@ class RowCounts:
 
 def batch_lookup_keys(batch: pa.RecordBatch, source: Source) -> pl.DataFrame:
     """The lookup key and email state of each row of one input batch."""
-    work = pl.from_arrow(batch.column(source.work_column)) if source.work_column else None
-    personal = (
-        pl.from_arrow(batch.column(source.personal_column)) if source.personal_column else None
-    )
+    work = column_series(batch, source.work_column)
+    personal = column_series(batch, source.personal_column)
     return lookup_keys(work, personal, batch.num_rows)
+
+
+def column_series(batch: pa.RecordBatch, name: str | None) -> pl.Series | None:
+    return None if name is None else pl.Series(name, batch.column(name))
 
 
 def enrichment_columns(
@@ -177,13 +179,18 @@ def output_names(source: Source, prefix: str, replace_columns: bool) -> list[str
     return kept + added
 
 
+def open_output(path: Path, gzipped: bool) -> IO[bytes]:
+    """The sink's file; its close() closes it, as it lives across the whole batch loop."""
+    if gzipped:
+        return gzip.open(path, "wb")  # type: ignore[return-value]
+    return path.open("wb")
+
+
 class CsvSink:
     """UTF-8 delimited text (gzipped if asked), header once, quoting only where needed."""
 
     def __init__(self, path: Path, delimiter: str = ",", gzipped: bool = False) -> None:
-        # Closed by close(): the sink lives across the whole batch loop.
-        opener = gzip.open if gzipped else open
-        self.handle: IO[bytes] = opener(path, "wb")
+        self.handle = open_output(path, gzipped)
         self.delimiter = delimiter
         self.header_written = False
 
@@ -220,13 +227,13 @@ class ParquetSink:
             self.writer = pq.ParquetWriter(self.path, table.schema)
         self.writer.write_table(table)
 
-    def write_empty(self, source: Source, prefix: str) -> None:
+    def write_empty(self, source: Source, prefix: str, replace_columns: bool) -> None:
         schema = pq.read_schema(source.path) if source.format == "parquet" else None
-        fields = (
-            list(schema)
-            if schema is not None
-            else [pa.field(n, pa.string()) for n in source.columns]
-        )
+        kept = output_names(source, prefix, replace_columns)[: -len(OUTPUT_COLUMNS)]
+        if schema is not None:
+            fields = [schema.field(name) for name in kept]
+        else:
+            fields = [pa.field(name, pa.string()) for name in kept]
         fields += [
             pa.field(prefix + "profile_url", pa.large_string()),
             pa.field(prefix + "credits_consumed", pa.int64()),

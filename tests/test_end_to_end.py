@@ -241,3 +241,25 @@ def test_simulate_flag_needs_no_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert code == 0
     result = read_csv(output)
     assert [{k: r[k] for k in ADDED} for r in result] == expected_rows(read_csv(SAMPLE_CSV))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_header_only_input_gives_header_only_output(
+    simulator: tuple[Simulator, str], tmp_path: Path, suffix: str
+) -> None:
+    sim, url = simulator
+    source = tmp_path / "header.csv"
+    source.write_text("Record ID,Email\n", encoding="utf-8")
+    output = tmp_path / f"out{suffix}"
+    assert enrich(url, source, output) == 0
+    result = pl.read_csv(output) if suffix == ".csv" else pl.read_parquet(output)
+    assert result.height == 0
+    assert result.columns == [
+        "Record ID",
+        "Email",
+        "profile_url",
+        "credits_consumed",
+        "lookup_status",
+        "lookup_message",
+    ]
+    assert sim.stats.requests == 0
