@@ -16,10 +16,13 @@ from typing import Any, Literal
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from pipeline.errors import AuthError
+
 Kind = Literal["found", "not_found", "retry", "throttled", "rejected", "auth", "no_credits"]
 
 DEFAULT_ENDPOINT = "/v1/people/b2b-profile"
 CREDITS_ENDPOINT = "/v1/credits"
+LEGACY_CREDITS_ENDPOINT = "/credits"
 MAX_RETRY_AFTER_S = 60.0
 USER_AGENT = "b2b-enrich"
 
@@ -205,26 +208,28 @@ async def request_profile(
         return Outcome("retry", f"connection failed: {describe(error)}")
 
 
-async def fetch_balance(
-    session: aiohttp.ClientSession, base_url: str, api_key: str, timeout_s: float
-) -> float | None:
-    """The account's credit balance from GET /v1/credits, or None if unavailable."""
-    try:
-        async with session.get(
-            base_url.rstrip("/") + CREDITS_ENDPOINT,
-            headers=auth_headers(api_key),
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-        ) as response:
-            body = await response.read()
-            if response.status in (401, 403):
-                outcome = classify(response.status, dict(response.headers), body)
-                raise PermissionError(without_key(outcome, api_key).message)
+async def fetch_balance(session: aiohttp.ClientSession, base_url: str) -> float | None:
+    """The account's credit balance (a free call), or None if it cannot be read.
+
+    Asks GET /v1/credits, then the older POST /credits if that path is unknown.
+    Raises AuthError if the key is rejected.
+    """
+    root = base_url.rstrip("/")
+    for method, path in (("GET", CREDITS_ENDPOINT), ("POST", LEGACY_CREDITS_ENDPOINT)):
+        try:
+            async with session.request(method, root + path) as response:
+                status, headers, body = response.status, response.headers, await response.read()
+        except (TimeoutError, aiohttp.ClientError):
+            return None
+        if status in (401, 403):
+            outcome = classify(status, headers, body)
+            raise AuthError(without_key(outcome, session.headers.get("X-API-Key", "")).message)
+        if status not in (404, 405):
             document = parse_json(body)
-            if response.status != 200 or not isinstance(document, dict):
+            if status != 200 or not isinstance(document, dict):
                 return None
             return as_float(document.get("credits"))
-    except (TimeoutError, aiohttp.ClientError):
-        return None
+    return None
 
 
 def without_key(outcome: Outcome, api_key: str) -> Outcome:

@@ -19,10 +19,8 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
 from pipeline.checkpoint import Checkpoint, Freshness
-from pipeline.client import fetch_balance
+from pipeline.client import fetch_balance, open_session
 from pipeline.config import API_KEY_ENV, Config
 from pipeline.errors import (
     AuthError,
@@ -113,6 +111,8 @@ async def enrich_with(
                 await pool.run(checkpoint.iter_pending(), pending)
             finally:
                 reporter.cancel()
+                if progress is not None:
+                    progress(pool.stats)  # the final figures, not the last tick's
     stats = pool.stats
     checkpoint.record_run(stats.api_calls, stats.credits)
     if stats.stop_reason == "auth":
@@ -344,10 +344,10 @@ async def api_for(config: Config, require_key: bool = True) -> AsyncIterator[Api
 
 async def balance_of(config: Config, api: Api) -> float | None:
     """The account's balance (GET /v1/credits, free); None if it cannot be read."""
-    async with aiohttp.ClientSession() as session:
+    async with open_session(api.api_key, config.timeout, 1) as session:
         try:
-            return await fetch_balance(session, api.base_url, api.api_key, config.timeout)
-        except PermissionError as error:
+            return await fetch_balance(session, api.base_url)
+        except AuthError as error:
             raise AuthError(f"the API rejected the key in {API_KEY_ENV} ({error})") from None
 
 

@@ -9,7 +9,8 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from pipeline.client import classify, open_session, request_profile
+from pipeline.client import classify, fetch_balance, open_session, request_profile
+from pipeline.errors import AuthError
 
 URL = "https://api.leadmagic.io/v1/people/b2b-profile"
 
@@ -172,3 +173,35 @@ def test_every_row_of_the_api_table_over_http(status: int, body: object, kind: s
         else:
             outcome = lookup(mocked, status=status, payload=body)
     assert outcome.kind == kind
+
+
+def balance(mocked: aioresponses) -> float | None:
+    async def go() -> float | None:
+        async with open_session("lm_test_key_0123456789", 0.5, 1) as session:
+            return await fetch_balance(session, "https://api.leadmagic.io")
+
+    return asyncio.run(go())
+
+
+def test_balance_from_v1_credits() -> None:
+    with aioresponses() as mocked:
+        mocked.get("https://api.leadmagic.io/v1/credits", payload={"credits": 7333.8})
+        assert balance(mocked) == pytest.approx(7333.8)
+
+
+def test_balance_falls_back_to_legacy_post_credits() -> None:
+    with aioresponses() as mocked:
+        mocked.get("https://api.leadmagic.io/v1/credits", status=404)
+        mocked.post("https://api.leadmagic.io/credits", payload={"credits": 12})
+        assert balance(mocked) == 12
+
+
+def test_balance_unreadable_is_none_and_rejected_key_raises() -> None:
+    with aioresponses() as mocked:
+        mocked.get("https://api.leadmagic.io/v1/credits", status=503, body="<html></html>")
+        assert balance(mocked) is None
+    with aioresponses() as mocked:
+        body = {"errors": [{"title": "Invalid API key", "code": "invalid_api_key"}]}
+        mocked.get("https://api.leadmagic.io/v1/credits", status=401, payload=body)
+        with pytest.raises(AuthError, match="HTTP 401: Invalid API key"):
+            balance(mocked)
