@@ -263,3 +263,15 @@ def test_header_only_input_gives_header_only_output(
         "lookup_message",
     ]
     assert sim.stats.requests == 0
+
+
+def test_half_written_files_of_killed_runs_are_cleaned_up(
+    simulator: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    _, url = simulator
+    output = tmp_path / "out.csv"
+    dead = tmp_path / ".out.csv.99999999.tmp"  # no such process
+    dead.write_text("half", encoding="utf-8")
+    assert enrich(url, SAMPLE_CSV, output) == 0
+    assert not dead.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
