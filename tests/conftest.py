@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aioresponses.core
@@ -56,6 +59,21 @@ def api_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "simulator(**settings): SimulatorSettings for the test")
+
+
+@contextmanager
+def simulator_process(*args: object) -> Iterator[str]:
+    """`b2b-enrich simulator` as a separate process on a free loopback port; yields its URL."""
+    command = [sys.executable, "-m", "pipeline", "simulator", "--port", "0"]
+    process = subprocess.Popen(command + [str(a) for a in args], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        match = re.search(r"http://\S+", process.stdout.readline())
+        assert match, "the simulator did not start"
+        yield match.group(0)
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def run_cli(*args: object) -> int:
