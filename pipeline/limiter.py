@@ -23,6 +23,7 @@ WINDOW_MARGIN_S = 0.01
 MIN_RATE_FRACTION = 0.05
 RECOVERY_PER_SUCCESS = 0.02  # of the configured rate
 MIN_SLEEP_S = 0.0005
+MAX_WINDOW = 10_000  # beyond this many per second the guard has nothing left to guard
 
 
 class RateLimiter:
@@ -48,7 +49,7 @@ class RateLimiter:
         #: Earliest send time of the next reservation on the virtual schedule.
         self.next_slot = -math.inf
         #: Send times of the last floor(R) requests (the sliding-window guard).
-        self.recent: deque[float] = deque(maxlen=max(1, math.floor(max_rate)))
+        self.recent: deque[float] = deque(maxlen=max(1, min(math.floor(max_rate), MAX_WINDOW)))
         #: No request is sent before this time (shared 429 cool-down).
         self.cooldown_until = -math.inf
         self.clock = clock

@@ -301,6 +301,7 @@ class Simulator:
                 "credits_charged": stats.credits_charged,
                 "charged_twice": sum(1 for n in stats.charges.values() if n > 1),
                 "max_in_any_second": stats.max_in_any_second(),
+                "arrival_span_s": stats.arrivals[-1] - stats.arrivals[0] if stats.arrivals else 0,
                 "balance": self.balance,
             }
         )
