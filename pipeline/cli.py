@@ -126,21 +126,13 @@ def add_run(commands: Any) -> None:
         default=None,
         help="retry lookups the API rejected (400)",
     )
-    columns = run.add_argument_group("columns")
-    columns.add_argument("--work-email-column", help="work email column (default: detected)")
-    columns.add_argument(
-        "--personal-email-column", help="personal email column (default: detected, or none)"
-    )
+    columns = add_input_options(run)
     columns.add_argument("--prefix", help="prefix for the added columns, e.g. lm_")
     columns.add_argument(
         "--overwrite-columns",
         action="store_true",
         default=None,
         help="replace the input's own profile_url/credits_consumed/lookup_* columns",
-    )
-    columns.add_argument("--delimiter", help="input delimiter (default: sniffed among , ; tab |)")
-    columns.add_argument(
-        "--encoding", help="input encoding (default: UTF-8/UTF-16 BOM, else cp1252)"
     )
     out = run.add_argument_group("output")
     out.add_argument("--summary-json", type=Path, help="also write the cost summary as JSON")
@@ -161,6 +153,20 @@ def add_run(commands: Any) -> None:
     )
 
 
+def add_input_options(parser: argparse.ArgumentParser) -> Any:
+    """How to read the input, shared by `run` and `estimate`; returns the option group."""
+    columns = parser.add_argument_group("input")
+    columns.add_argument("--work-email-column", help="work email column (default: detected)")
+    columns.add_argument(
+        "--personal-email-column", help="personal email column (default: detected, or none)"
+    )
+    columns.add_argument("--delimiter", help="input delimiter (default: sniffed among , ; tab |)")
+    columns.add_argument(
+        "--encoding", help="input encoding (default: UTF-8/UTF-16 BOM, else cp1252)"
+    )
+    return columns
+
+
 def add_estimate(commands: Any) -> None:
     estimate = commands.add_parser(
         "estimate",
@@ -176,10 +182,7 @@ def add_estimate(commands: Any) -> None:
     estimate.add_argument("--checkpoint", type=Path, help="checkpoint to count known lookups in")
     estimate.add_argument("--rate", type=float, help="requests per second (default 5)")
     estimate.add_argument("--base-url", help="API root (default https://api.leadmagic.io)")
-    estimate.add_argument("--work-email-column")
-    estimate.add_argument("--personal-email-column")
-    estimate.add_argument("--delimiter")
-    estimate.add_argument("--encoding")
+    add_input_options(estimate)
     estimate.add_argument("--simulate", action="store_true", default=None)
     estimate.add_argument("--json", action="store_true", help="print JSON")
     estimate.add_argument("--config", type=Path)
@@ -265,12 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    flags = {
-        k: v
-        for k, v in vars(args).items()
-        if k not in ("command", "config", "log_format", "log_emails")
-    }
-    config, _ = load_config(flags, config_file=args.config)
+    config, _ = load_config(vars(args), config_file=args.config)
     stderr = Console(stderr=True)
     show = config.progress if config.progress is not None else stderr.is_terminal
     display = (LiveBar(stderr) if stderr.is_terminal else LogLines()) if show else None
@@ -296,8 +294,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def command_estimate(args: argparse.Namespace) -> int:
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "json")}
-    config, _ = load_config(flags, config_file=args.config)
+    config, _ = load_config(vars(args), config_file=args.config)
     facts = asyncio.run(job.estimate_async(config))
     print_facts(facts, "b2b-enrich estimate", args.json)
     return 0

@@ -75,7 +75,11 @@ def load_config(
     env: Mapping[str, str] | None = None,
     config_file: Path | None = None,
 ) -> tuple[Config, dict[str, str]]:
-    """The effective Config and, per setting, where its value came from."""
+    """The effective Config and, per setting, where its value came from.
+
+    `flags` may hold other names too (a parsed command line): only settings,
+    `input`, `output` and `api_key` are read from it.
+    """
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     sources = dict.fromkeys(SETTINGS, "default")

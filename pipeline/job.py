@@ -7,7 +7,6 @@ raises the project's exceptions (errors.py) and never prints or exits.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import logging
 import secrets
@@ -194,20 +193,27 @@ def stop_error(stats: PoolStats) -> StoppedEarly | None:
     return kind(f"stopped: {stats.stop_message or stats.stop_reason}; {RESUME_HINT}")
 
 
-def check_job(config: Config) -> Source:
-    """Every check that can fail before a request is sent."""
-    if config.input is None or config.output is None:
-        raise InputError("an input file and an output path (-o) are required")
-    source = open_source(
+def open_input(config: Config) -> Source:
+    """The input file, checked, with its format, layout and email columns."""
+    if config.input is None:
+        raise InputError("an input file is required")
+    return open_source(
         config.input,
         config.work_email_column,
         config.personal_email_column,
         delimiter_setting(config.delimiter),
         config.encoding,
     )
+
+
+def check_job(config: Config) -> Source:
+    """Every check that can fail before a request is sent."""
+    source = open_input(config)
     output = config.output
+    if output is None:
+        raise InputError("an output path (-o) is required")
     output_kind(output, config.output_format)
-    if output.exists() and output.resolve() == config.input.resolve():
+    if output.exists() and output.resolve() == source.path.resolve():
         raise InputError(f"{output}: the output path is the input file; choose another -o")
     if not output.parent.is_dir():
         raise InputError(f"{output}: the output folder {output.parent} does not exist")
@@ -273,9 +279,10 @@ def register_keys(source: Source, checkpoint: Checkpoint, batch_rows: int) -> Co
 
 async def estimate_async(config: Config) -> dict[str, object]:
     """What a run would do and cost, without a single lookup (`b2b-enrich estimate`)."""
-    config = dataclasses.replace(config, output=config.output or Path("estimate.csv"))
-    source = check_job(dataclasses.replace(config, simulate=True))
-    path = config.checkpoint_path if config.checkpoint_path.exists() else Path(":memory:")
+    source = open_input(config)
+    known_path = config.checkpoint or (config.checkpoint_path if config.output else None)
+    # No checkpoint yet: count against an empty one in memory, creating no file.
+    path = known_path if known_path is not None and known_path.exists() else Path(":memory:")
     async with api_for(config, require_key=False) as api:
         checkpoint = Checkpoint(path, api.identity, "estimate")
         try:
