@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import aioresponses.core
+import polars as pl
 import pytest
 from aiohttp import ClientResponse
 
@@ -79,6 +80,19 @@ def simulator_process(*args: object) -> Iterator[str]:
 def run_cli(*args: object) -> int:
     """Run `b2b-enrich ARGS` in this process; return its exit code."""
     return main([str(a) for a in args])
+
+
+def enrich(url: str, source: Path, output: Path, *extra: object) -> int:
+    """`b2b-enrich run` against a simulator at `url`, fast and quiet; later flags win."""
+    return run_cli(
+        "run", source, "-o", output, "--base-url", url, "--rate", 500, "--no-progress", *extra
+    )
+
+
+def write_contacts(path: Path, emails: list[str]) -> Path:
+    """A minimal contact file: an id column and an Email column."""
+    pl.DataFrame({"id": list(range(len(emails))), "Email": emails}).write_csv(path)
+    return path
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

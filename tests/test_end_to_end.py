@@ -13,27 +13,18 @@ from conftest import (
     API_KEY,
     SAMPLE_CSV,
     SAMPLE_PARQUET,
+    enrich,
     expected_rows,
     load_json,
     read_csv,
     run_cli,
     simulator_process,
+    write_contacts,
 )
 from pipeline.simulator import Simulator
 
 pytestmark = pytest.mark.usefixtures("api_env")
 ADDED = ("profile_url", "credits_consumed", "lookup_status")
-
-
-def enrich(url: str, source: Path, output: Path, *extra: object) -> int:
-    return run_cli(
-        "run", source, "-o", output, "--base-url", url, "--rate", 100, "--no-progress", *extra
-    )
-
-
-def write_contacts(path: Path, emails: list[str]) -> Path:
-    pl.DataFrame({"id": list(range(len(emails))), "Email": emails}).write_csv(path)
-    return path
 
 
 def test_sample_csv_is_enriched_exactly(simulator: tuple[Simulator, str], tmp_path: Path) -> None:

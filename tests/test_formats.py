@@ -13,16 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
+from conftest import enrich, run_cli
 from pipeline.simulator import Simulator, profile_for
 
 pytestmark = pytest.mark.usefixtures("api_env")
 DATA = Path(__file__).parent / "data"
 ALEX, ZOE = "alex.rivera@acme.com", "zoe.muller@globex.io"
-
-
-def enrich(url: str, source: Path, output: Path, *extra: object) -> int:
-    return run_cli("run", source, "-o", output, "--base-url", url, "--rate", 500, *extra)
 
 
 def status_of(email: str) -> str:
@@ -273,7 +269,7 @@ def test_any_value_comes_back_unchanged_in_the_same_order(
     )
     frame.write_csv(source)
     output = folder / "out.csv"
-    assert enrich(url, source, output, "--no-progress") == 0
+    assert enrich(url, source, output) == 0
     before = pl.read_csv(source, infer_schema=False)
     after = pl.read_csv(output, infer_schema=False)
     assert after.select(before.columns).equals(before)

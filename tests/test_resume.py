@@ -10,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 
-from conftest import API_KEY, load_json, read_csv, run_cli
+from conftest import API_KEY, load_json, read_csv, run_cli, write_contacts
 from pipeline.simulator import Simulator, SimulatorSettings, running
 
 pytestmark = pytest.mark.usefixtures("api_env")
@@ -24,8 +23,7 @@ def contacts(path: Path, count: int, start: int = 0, duplicates: bool = True) ->
     emails = [f"person{i}@corp{i % 7}.com" for i in range(start, start + count)]
     if duplicates:
         emails += [e.upper() for e in emails[::5]]
-    pl.DataFrame({"id": range(len(emails)), "Email": emails}).write_csv(path)
-    return path
+    return write_contacts(path, emails)
 
 
 def start_cli(url: str, source: Path, output: Path, *extra: object) -> subprocess.Popen[str]:

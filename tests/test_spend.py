@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import polars as pl
 import pytest
 
-from conftest import SAMPLE_CSV, expected_rows, load_json, read_csv, run_cli
+from conftest import SAMPLE_CSV, expected_rows, load_json, read_csv, run_cli, write_contacts
 from pipeline.simulator import Simulator
 
 pytestmark = pytest.mark.usefixtures("api_env")
@@ -16,9 +15,7 @@ ADDED = ("profile_url", "credits_consumed", "lookup_status")
 
 
 def contacts(path: Path, count: int) -> Path:
-    emails = [f"buyer{i}@shop{i % 5}.com" for i in range(count)]
-    pl.DataFrame({"Email": emails}).write_csv(path)
-    return path
+    return write_contacts(path, [f"buyer{i}@shop{i % 5}.com" for i in range(count)])
 
 
 def test_estimate_is_exact_on_the_sample_and_sends_no_lookup(
