@@ -66,12 +66,17 @@ class SimulatorStats:
 
     def max_in_any_second(self) -> int:
         """The most requests that arrived within any one-second window."""
-        most, start = 0, 0
-        for end, moment in enumerate(self.arrivals):
-            while moment - self.arrivals[start] >= 1.0:
-                start += 1
-            most = max(most, end - start + 1)
-        return most
+        return most_in_any_second(self.arrivals)
+
+
+def most_in_any_second(moments: list[float]) -> int:
+    """The most of the (sorted) `moments` that fall within any one-second window."""
+    most, start = 0, 0
+    for end, moment in enumerate(moments):
+        while moment - moments[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
 
 
 def profile_for(email: str, found_ratio: float) -> str | None:

@@ -33,7 +33,7 @@ from pipeline.checkpoint import Checkpoint
 from pipeline.emails import lookup_key
 from pipeline.limiter import RateLimiter
 from pipeline.pool import Pool, PoolSettings
-from pipeline.simulator import SimulatorSettings, running
+from pipeline.simulator import SimulatorSettings, most_in_any_second, running
 
 KEY = "bench-key"
 
@@ -170,15 +170,6 @@ class RecordingLimiter(RateLimiter):
         return moment
 
 
-def most_in_one_second(moments: list[float]) -> int:
-    most, start = 0, 0
-    for end, moment in enumerate(moments):
-        while moment - moments[start] >= 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
-
-
 async def paced(url: str, count: int, rate: float) -> list[float]:
     pool = Pool(PoolSettings(url=url, api_key=KEY, rate=rate, concurrency=64), discard)
     limiter = RecordingLimiter(rate)
@@ -200,7 +191,7 @@ def bench_rate(count: int, rate: float) -> None:
         process.wait()
     span = server["arrival_span_s"]
     bound = count / rate * 1.03 + 1
-    client_most, server_most = most_in_one_second(sends), server["max_in_any_second"]
+    client_most, server_most = most_in_any_second(sends), server["max_in_any_second"]
     print(
         f"[rate] {count} lookups at --rate {rate:g}, 50 ms latency: sent over {span:.2f} s "
         f"(ideal {(count - 1) / rate:.2f} s, target <= {bound:.2f} s) "

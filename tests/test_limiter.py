@@ -84,3 +84,11 @@ def test_acquire_with_real_clock_never_exceeds_rate() -> None:
     for index in range(len(sends) - 20):
         assert sends[index + 20] - sends[index] >= 1.0
     assert sends[-1] - sends[0] < 29 / 20 + 0.3
+
+
+def test_the_window_count_used_by_the_rate_tests_is_exact() -> None:
+    from pipeline.simulator import most_in_any_second
+
+    assert most_in_any_second([]) == 0
+    assert most_in_any_second([0.0, 0.5, 0.99, 1.0, 1.2]) == 4  # 0.5..1.2 span 0.7 s
+    assert most_in_any_second([0.0, 1.0, 2.0]) == 1  # a window is [t, t + 1 s)
